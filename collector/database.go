@@ -1,0 +1,57 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/spengler-dev/spengler/config"
+	"github.com/spengler-dev/spengler/db"
+)
+
+// Up states of a database.
+const (
+	upUnknown int32 = iota
+	upYes
+	upNo
+)
+
+// database is one configured database, shared by every direction naming it.
+type database struct {
+	name string
+	cfg  config.Database
+	conn db.DB
+	up   atomic.Int32
+	// refs counts the directions using this database; guarded by Engine.mu.
+	refs int
+}
+
+// do runs a request and records whether the database answered.
+func (d *database) do(ctx context.Context, req db.Request) (db.Response, error) {
+	resp, err := d.conn.Do(ctx, req)
+	if db.Unreachable(err) {
+		d.up.Store(upNo)
+	} else {
+		d.up.Store(upYes)
+	}
+	return resp, err
+}
+
+// Opener opens a configured database. The default opens real connections.
+type Opener func(cfg *config.Database, connectTimeout time.Duration) (db.DB, error)
+
+// Open opens a configured database with the driver it names.
+func Open(cfg *config.Database, connectTimeout time.Duration) (db.DB, error) {
+	switch cfg.Driver {
+	case config.DriverPostgres:
+		return db.NewPostgres(db.PostgresOptions{
+			DSN:            cfg.DSN.Reveal(),
+			Password:       cfg.Password.Reveal(),
+			MaxConns:       cfg.MaxConnections,
+			ConnectTimeout: connectTimeout,
+		})
+	default:
+		return nil, fmt.Errorf("database %q: driver %q is not supported", cfg.Name, cfg.Driver)
+	}
+}

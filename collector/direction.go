@@ -1,0 +1,281 @@
+package collector
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spengler-dev/spengler/config"
+	"github.com/spengler-dev/spengler/db"
+)
+
+// DefaultMaxPending is the number of pending ids a direction remembers. When
+// more rows are in flight, the oldest are kept: they decide the lag.
+const DefaultMaxPending = 1000
+
+// Clock tells the time. Tests use a fake one.
+type Clock interface {
+	Now() time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+// direction is the state of one direction of a pair: what it has seen and
+// its latest result. Only one check of a direction runs at a time.
+type direction struct {
+	cfg        config.Direction
+	source     *database
+	target     *database
+	clock      Clock
+	maxPending int
+	redact     func(string) string
+
+	mu      sync.Mutex // held for the whole of a check
+	pending map[string]time.Time
+	// arrived holds the selected ids the target had at the last check, so
+	// that they are not taken for new rows while the selector still returns
+	// them. It never holds more than max_rows ids.
+	arrived     map[string]bool
+	everReached bool
+	lastInSync  time.Time
+	checks      map[State]uint64
+
+	result atomic.Pointer[Result]
+}
+
+func newDirection(cfg config.Direction, source, target *database, clock Clock,
+	redact func(string) string) *direction {
+	return &direction{
+		cfg:        cfg,
+		source:     source,
+		target:     target,
+		clock:      clock,
+		maxPending: DefaultMaxPending,
+		redact:     redact,
+		pending:    make(map[string]time.Time),
+		arrived:    make(map[string]bool),
+		checks:     make(map[State]uint64),
+	}
+}
+
+// Latest returns the result of the latest check, or nil before the first.
+func (d *direction) Latest() *Result { return d.result.Load() }
+
+// check runs one check: the selector on the source (with a re-check of
+// overdue ids), then the validator on the target for every selected and
+// pending id. It publishes and returns the result.
+func (d *direction) check(ctx context.Context) *Result {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+
+	start := d.clock.Now()
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
+	defer cancel()
+
+	r := &Result{
+		Pair: d.cfg.Pair, Direction: d.cfg.Name,
+		Source: d.cfg.Source, Target: d.cfg.Target,
+	}
+	overdue := d.overdue(start)
+	srcResp, err := d.source.do(ctx, d.request(ctx, &db.Select{
+		Query: d.cfg.Selector, MaxRows: d.cfg.MaxRows,
+	}, overdue))
+	if err != nil {
+		return d.finish(r, start, fmt.Errorf("source %q: %w", d.cfg.Source, err))
+	}
+	r.RowsSelected = len(srcResp.Rows)
+
+	onSource := make(map[string]bool, len(srcResp.Rows)+len(overdue))
+	for i, id := range overdue {
+		onSource[id] = srcResp.Answers[i].Present
+	}
+	candidates := d.admit(srcResp.Rows, start, onSource)
+
+	tgtResp, err := d.target.do(ctx, d.request(ctx, nil, candidates))
+	if err != nil {
+		return d.finish(r, start, fmt.Errorf("target %q: %w", d.cfg.Target, err))
+	}
+	r.RowsChecked = len(candidates)
+	d.record(srcResp.Rows, candidates, tgtResp.Answers, start)
+	d.settleOverdue(r, onSource)
+	return d.finish(r, start, nil)
+}
+
+func (d *direction) request(ctx context.Context, sel *db.Select, ids []string) db.Request {
+	req := db.Request{Select: sel}
+	if deadline, ok := ctx.Deadline(); ok {
+		req.Timeout = time.Until(deadline)
+	}
+	if len(ids) > 0 {
+		req.Probe = &db.Probe{Query: d.cfg.Validator, IDs: ids}
+	}
+	return req
+}
+
+// overdue lists the pending ids older than max_lag at now, oldest first.
+func (d *direction) overdue(now time.Time) []string {
+	var ids []string
+	for id, since := range d.pending {
+		if now.Sub(since) > d.cfg.MaxLag {
+			ids = append(ids, id)
+		}
+	}
+	d.sortBySince(ids)
+	return ids
+}
+
+// admit adds newly selected ids to the pending set and returns every id to
+// ask the target about: the selected ones, then the pending ones. Selected
+// ids are on the source by definition; they are marked so in onSource.
+func (d *direction) admit(rows []db.Row, now time.Time, onSource map[string]bool) []string {
+	ids := make([]string, 0, len(rows)+len(d.pending))
+	seen := make(map[string]bool, len(rows))
+	for _, row := range rows {
+		if seen[row.ID] {
+			continue
+		}
+		seen[row.ID] = true
+		onSource[row.ID] = true
+		ids = append(ids, row.ID)
+		if _, ok := d.pending[row.ID]; ok || d.arrived[row.ID] {
+			continue
+		}
+		since := now
+		if !row.TS.IsZero() && row.TS.Before(now) {
+			since = row.TS
+		}
+		d.pending[row.ID] = since
+	}
+	d.trimPending()
+	for id := range d.pending {
+		if !seen[id] {
+			ids = append(ids, id)
+		}
+	}
+	if n := len(rows); n < len(ids) {
+		d.sortBySince(ids[n:])
+	}
+	return ids
+}
+
+// record takes in the target's answers: found ids leave the pending set and
+// become the arrived set; an id that had arrived and is gone from the target
+// again is pending from now on.
+func (d *direction) record(rows []db.Row, ids []string, answers []db.Answer, now time.Time) {
+	found := make(map[string]bool, len(ids))
+	for i, id := range ids {
+		if answers[i].Present {
+			found[id] = true
+			delete(d.pending, id)
+			d.everReached = true
+		}
+	}
+	arrived := make(map[string]bool, len(rows))
+	for _, row := range rows {
+		switch {
+		case found[row.ID]:
+			arrived[row.ID] = true
+		case d.arrived[row.ID]:
+			if _, ok := d.pending[row.ID]; !ok {
+				d.pending[row.ID] = now
+			}
+		}
+	}
+	d.arrived = arrived
+	d.trimPending()
+}
+
+// trimPending keeps the pending set within its cap, dropping the newest ids.
+func (d *direction) trimPending() {
+	extra := len(d.pending) - d.maxPending
+	if extra <= 0 {
+		return
+	}
+	ids := make([]string, 0, len(d.pending))
+	for id := range d.pending {
+		ids = append(ids, id)
+	}
+	d.sortBySince(ids)
+	for _, id := range ids[len(ids)-extra:] {
+		delete(d.pending, id)
+	}
+}
+
+// settleOverdue decides about the ids still pending after the target was
+// asked: an overdue id that the source no longer has was deleted there and
+// is dropped; any other overdue id is missing.
+func (d *direction) settleOverdue(r *Result, onSource map[string]bool) {
+	now := d.clock.Now()
+	var missing []string
+	for id, since := range d.pending {
+		if now.Sub(since) <= d.cfg.MaxLag {
+			continue
+		}
+		if present, asked := onSource[id]; asked && !present {
+			delete(d.pending, id)
+			continue
+		}
+		missing = append(missing, id)
+	}
+	d.sortBySince(missing)
+	r.RowsMissing = len(missing)
+	r.MissingIDs = slices.Clone(missing[:min(len(missing), maxListedIDs)])
+}
+
+// finish computes lag and state, updates the counters, and publishes.
+func (d *direction) finish(r *Result, start time.Time, err error) *Result {
+	now := d.clock.Now()
+	r.LastCheck = now
+	r.Duration = now.Sub(start)
+	r.Pending = len(d.pending)
+	for _, since := range d.pending {
+		r.Lag = max(r.Lag, now.Sub(since))
+	}
+
+	switch {
+	case err != nil:
+		r.State = StateError
+		r.Error = d.redact(err.Error())
+		r.Reason = r.Error
+	case r.RowsSelected == 0:
+		r.State = StateOutOfSync
+		r.Reason = "selector returned no rows: nothing to prove"
+	case r.RowsMissing > 0:
+		r.State = StateOutOfSync
+		r.Reason = fmt.Sprintf("%d rows not on the target after max_lag (%s)",
+			r.RowsMissing, d.cfg.MaxLag)
+	case r.Lag > d.cfg.MaxLag:
+		r.State = StateOutOfSync
+		r.Reason = fmt.Sprintf("oldest pending row is older than max_lag (%s)", d.cfg.MaxLag)
+	case !d.everReached:
+		r.State = StateOutOfSync
+		r.Reason = "no row has reached the target yet"
+	default:
+		r.State = StateInSync
+		r.InSync = true
+		d.lastInSync = now
+	}
+	r.Success = err == nil
+	r.LastInSync = d.lastInSync
+	d.checks[r.State]++
+	r.Checks = maps.Clone(d.checks)
+	d.result.Store(r)
+	return r
+}
+
+// sortBySince orders pending ids oldest first; ties by id, for stable output.
+func (d *direction) sortBySince(ids []string) {
+	slices.SortFunc(ids, func(a, b string) int {
+		if c := d.pending[a].Compare(d.pending[b]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+}

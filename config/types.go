@@ -1,0 +1,134 @@
+package config
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Defaults applied when the file leaves a global setting out.
+const (
+	DefaultInterval       = 30 * time.Second
+	DefaultTimeout        = 10 * time.Second
+	DefaultMaxLag         = 2 * time.Minute
+	DefaultMaxRows        = 100
+	DefaultMaxConnections = 4
+)
+
+// Driver names accepted in a database's driver key.
+const (
+	DriverPostgres = "postgres"
+	DriverMySQL    = "mysql"
+)
+
+// Direction names, as used in config keys and metric labels.
+const (
+	LeftToRight = "left_to_right"
+	RightToLeft = "right_to_left"
+)
+
+// Config is a loaded, validated configuration file.
+type Config struct {
+	Global    Global               `yaml:"global" json:"global"`
+	Databases map[string]*Database `yaml:"databases" json:"databases"`
+	Pairs     []*Pair              `yaml:"pairs" json:"pairs"`
+
+	// File is the path the configuration was read from.
+	File string `yaml:"-" json:"-"`
+}
+
+// Global holds the settings that every pair inherits unless it overrides them.
+type Global struct {
+	Interval Duration `yaml:"interval" json:"interval"`
+	Timeout  Duration `yaml:"timeout" json:"timeout"`
+	MaxLag   Duration `yaml:"max_lag" json:"max_lag"`
+	MaxRows  int      `yaml:"max_rows" json:"max_rows"`
+}
+
+// Database is one named database connection, shared by every pair naming it.
+type Database struct {
+	Driver       string `yaml:"driver" json:"driver"`
+	DSN          Secret `yaml:"dsn" json:"dsn"`
+	Password     Secret `yaml:"password" json:"password"`
+	PasswordFile string `yaml:"password_file" json:"password_file"`
+	// MaxConnections bounds the pool of connections to this database.
+	MaxConnections int `yaml:"max_connections" json:"max_connections"`
+
+	// Name is the key of this database in the databases map.
+	Name string `yaml:"-" json:"-"`
+}
+
+// Pair is two databases whose data Spengler cross-checks.
+type Pair struct {
+	Name       string   `yaml:"name" json:"name"`
+	Left       string   `yaml:"left" json:"left"`
+	Right      string   `yaml:"right" json:"right"`
+	Selector   string   `yaml:"selector" json:"selector"`
+	Validator  string   `yaml:"validator" json:"validator"`
+	Directions []string `yaml:"directions" json:"directions"`
+
+	LeftToRight *DirectionConfig `yaml:"left_to_right" json:"left_to_right"`
+	RightToLeft *DirectionConfig `yaml:"right_to_left" json:"right_to_left"`
+
+	// Per-pair overrides of the global settings; zero means inherit.
+	Interval Duration `yaml:"interval" json:"interval"`
+	Timeout  Duration `yaml:"timeout" json:"timeout"`
+	MaxLag   Duration `yaml:"max_lag" json:"max_lag"`
+	MaxRows  int      `yaml:"max_rows" json:"max_rows"`
+
+	// Checks are the resolved directions of this pair, filled in by Load:
+	// every setting inherited, every query chosen.
+	Checks []Direction `yaml:"-" json:"-"`
+}
+
+// DirectionConfig holds the per-direction query overrides of a pair.
+type DirectionConfig struct {
+	Selector  string `yaml:"selector" json:"selector"`
+	Validator string `yaml:"validator" json:"validator"`
+}
+
+// Direction is one fully resolved direction of a pair: what the check engine runs.
+type Direction struct {
+	Pair      string        // pair name
+	Name      string        // LeftToRight or RightToLeft
+	Source    string        // name of the source database
+	Target    string        // name of the target database
+	Selector  string        // SQL run on the source
+	Validator string        // SQL run on the target (and on the source for overdue ids)
+	Interval  time.Duration // how often the direction is checked
+	Timeout   time.Duration // bound on one check, all queries together
+	MaxLag    time.Duration // how long a row may take to arrive
+	MaxRows   int           // ids taken from one selector run
+}
+
+// Duration is a time.Duration written in the Prometheus style: 30s, 5m, 1h30m, 1d.
+type Duration time.Duration
+
+// Secret is a string that never shows itself: not in YAML, JSON, fmt or slog output.
+type Secret string
+
+const redacted = "<secret>"
+
+// String returns a placeholder, never the secret.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+// GoString keeps %#v from printing the secret.
+func (s Secret) GoString() string { return s.String() }
+
+// LogValue keeps slog from printing the secret.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// MarshalYAML writes a placeholder instead of the secret.
+func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
+
+// MarshalJSON writes a placeholder instead of the secret.
+func (s Secret) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + s.String() + `"`), nil
+}
+
+// Reveal returns the secret itself, for the code that must use it.
+func (s Secret) Reveal() string { return string(s) }

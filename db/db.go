@@ -1,0 +1,96 @@
+// Package db runs Spengler's queries against the databases of a pair: one
+// round trip per request, whatever the number of ids it asks about.
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Request is the work one check does on one database, sent in one round trip.
+type Request struct {
+	// Timeout is the server-side statement timeout for the request's queries.
+	// Zero leaves the server's setting alone.
+	Timeout time.Duration
+	// Select, when set, runs a selector.
+	Select *Select
+	// Probe, when set, runs a validator once per id.
+	Probe *Probe
+}
+
+// Select is a selector query and how many of its rows to take.
+type Select struct {
+	Query   string
+	MaxRows int
+}
+
+// Probe is a validator query with one bind parameter, asked about each of IDs.
+type Probe struct {
+	Query string
+	IDs   []string
+}
+
+// Response holds what a Request returned.
+type Response struct {
+	// Rows are the selected rows, newest first, at most MaxRows.
+	Rows []Row
+	// Answers has one entry per probed id, in the order of Probe.IDs.
+	Answers []Answer
+}
+
+// Row is one row returned by a selector.
+type Row struct {
+	// ID is the text form of the first column.
+	ID string
+	// TS is the row's own time, from a column named ts; zero when absent.
+	TS time.Time
+}
+
+// Answer is what a validator said about one id.
+type Answer struct {
+	// Present is true when the count in the first column is above zero.
+	Present bool
+}
+
+// DB is one configured database. Implementations are safe for concurrent use.
+type DB interface {
+	// Do runs a request in one round trip.
+	Do(ctx context.Context, req Request) (Response, error)
+	// Close releases the database's connections.
+	Close()
+}
+
+// Stage names the part of a request that failed.
+type Stage string
+
+// Stages of a request.
+const (
+	StageConnect  Stage = "connect"
+	StageSelect   Stage = "selector"
+	StageValidate Stage = "validator"
+)
+
+// Error is a failed request. Its text never holds a password or a DSN.
+type Error struct {
+	Stage Stage
+	// Unreachable is true when the database did not answer at all (no
+	// connection, a timeout, a broken connection), as opposed to answering
+	// with an SQL error.
+	Unreachable bool
+	Err         error
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %v", e.Stage, e.Err) }
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Unreachable reports whether err means the database could not be reached.
+func Unreachable(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Unreachable
+}
+
+// ErrNullID is returned when a selector gives a NULL id.
+var ErrNullID = errors.New("selector returned a NULL id")
