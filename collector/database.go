@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -30,6 +31,9 @@ type database struct {
 // do runs a request and records whether the database answered.
 func (d *database) do(ctx context.Context, req db.Request) (db.Response, error) {
 	resp, err := d.conn.Do(ctx, req)
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return resp, err // stopped by a reload or shutdown: says nothing of the database
+	}
 	if db.Unreachable(err) {
 		d.up.Store(upNo)
 	} else {

@@ -7,12 +7,16 @@ import (
 	"math"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/spengler-dev/spengler/internal/sqlscan"
 )
 
 // PostgresOptions configures a PostgreSQL connection pool.
@@ -27,13 +31,18 @@ type PostgresOptions struct {
 	ConnectTimeout time.Duration
 }
 
+// cancelGrace is how long a cancelled request waits for the server to confirm
+// the cancellation before the connection is dropped.
+const cancelGrace = 250 * time.Millisecond
+
 // Postgres is a pool of connections to one PostgreSQL database.
 //
 // Every request goes out as one multi-statement simple-protocol query: the
 // statement timeout, the selector and every validator call travel in one
 // message and come back in one round trip, inside one implicit transaction.
 type Postgres struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
+	types sync.Map // validator -> SQL type name of its parameter
 }
 
 // NewPostgres prepares a pool. It does not connect: connections are made on
@@ -47,7 +56,11 @@ func NewPostgres(opts PostgresOptions) (*Postgres, error) {
 		cfg.ConnConfig.Password = opts.Password
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "spengler"
-	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	// On cancellation, ask the server to stop the query at once, and give up
+	// on the connection shortly after if the server does not answer.
+	cfg.ConnConfig.BuildContextWatcherHandler = func(c *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: c, DeadlineDelay: cancelGrace}
+	}
 	if opts.ConnectTimeout > 0 {
 		cfg.ConnConfig.ConnectTimeout = opts.ConnectTimeout
 	}
@@ -66,27 +79,32 @@ func NewPostgres(opts PostgresOptions) (*Postgres, error) {
 // Close closes every connection of the pool.
 func (p *Postgres) Close() { p.pool.Close() }
 
-// Do runs req in one round trip.
+// Do runs req in one round trip. The validator is asked about every id at
+// once: it becomes a lateral subquery over the list of ids, so the server
+// plans it once and the answer comes back as one result. The first request
+// with a new validator learns the type of its parameter, once per pool.
 func (p *Postgres) Do(ctx context.Context, req Request) (Response, error) {
-	b := &pgx.Batch{}
-	if req.Timeout > 0 {
-		ms := max(req.Timeout.Milliseconds(), 1)
-		b.Queue("set local statement_timeout = " + strconv.FormatInt(ms, 10))
-	}
-	if req.Select != nil {
-		b.Queue(req.Select.Query)
-	}
-	if req.Probe != nil {
-		for _, id := range req.Probe.IDs {
-			b.Queue(req.Probe.Query, id)
-		}
-	}
-
 	conn, err := p.pool.Acquire(ctx)
 	if err != nil {
 		return Response{}, pgError(ctx, StageConnect, err)
 	}
 	defer conn.Release()
+
+	b := &pgx.Batch{}
+	if req.Timeout > 0 {
+		ms := max(req.Timeout.Milliseconds(), 1)
+		b.Queue(setTimeout, strconv.FormatInt(ms, 10))
+	}
+	if req.Select != nil {
+		b.Queue(req.Select.Query)
+	}
+	if req.Probe != nil && len(req.Probe.IDs) > 0 {
+		typ, err := p.paramType(ctx, conn, req.Probe.Query)
+		if err != nil {
+			return Response{}, p.fail(conn, req, err)
+		}
+		b.Queue(probeQuery(req.Probe.Query, typ), req.Probe.IDs)
+	}
 
 	br := conn.SendBatch(ctx, b)
 	resp, err := readBatch(ctx, br, req)
@@ -95,13 +113,65 @@ func (p *Postgres) Do(ctx context.Context, req Request) (Response, error) {
 		err = pgError(ctx, StageValidate, closeErr)
 	}
 	if err != nil {
-		if Unreachable(err) {
-			// The connection may be half-way through a response: drop it.
-			conn.Conn().PgConn().Close(context.Background())
-		}
-		return Response{}, err
+		return Response{}, p.fail(conn, req, err)
 	}
 	return resp, nil
+}
+
+// fail cleans up after a failed request: a connection that did not answer
+// may be half-way through a response and is dropped; a validator that the
+// server refused has its parameter type learnt again next time, in case the
+// schema changed.
+func (p *Postgres) fail(conn *pgxpool.Conn, req Request, err error) error {
+	if Unreachable(err) {
+		conn.Conn().PgConn().Close(context.Background())
+	}
+	var e *Error
+	if req.Probe != nil && errors.As(err, &e) && e.Stage == StageValidate {
+		p.types.Delete(req.Probe.Query)
+	}
+	return err
+}
+
+// paramType returns the SQL type of the validator's parameter $1, asking the
+// server the first time.
+func (p *Postgres) paramType(ctx context.Context, conn *pgxpool.Conn, validator string) (string, error) {
+	if t, ok := p.types.Load(validator); ok {
+		return t.(string), nil
+	}
+	sd, err := conn.Conn().PgConn().Prepare(ctx, "", validator, nil)
+	if err != nil {
+		return "", pgError(ctx, StageValidate, err)
+	}
+	typ := "text"
+	if len(sd.ParamOIDs) > 0 && sd.ParamOIDs[0] != 0 && sd.ParamOIDs[0] != unknownOID {
+		err := conn.QueryRow(ctx, "select format_type($1::oid, null)", sd.ParamOIDs[0]).Scan(&typ)
+		if err != nil {
+			return "", pgError(ctx, StageValidate, err)
+		}
+	}
+	p.types.Store(validator, typ)
+	return typ, nil
+}
+
+// unknownOID is the type PostgreSQL gives a parameter it cannot place.
+const unknownOID = 705
+
+// setTimeout sets the statement timeout until the end of the request's
+// implicit transaction.
+const setTimeout = "select set_config('statement_timeout', $1, true)"
+
+// probeQuery turns a validator into one query over a list of ids, passed as
+// the text array $1: each id, cast to the type of the validator's parameter,
+// takes the place of $1 in a lateral subquery, and each result row carries
+// the id's place in the list. The query text depends only on the validator,
+// so the server plans it once per connection.
+func probeQuery(validator, typ string) string {
+	inner := sqlscan.Replace(validator, sqlscan.Postgres, "$1",
+		"spengler_ids.spengler_id::"+typ)
+	return "select spengler_ids.spengler_ord, spengler_v.*" +
+		" from unnest($1::text[]) with ordinality as spengler_ids(spengler_id, spengler_ord)" +
+		" cross join lateral (" + inner + "\n) as spengler_v"
 }
 
 func readBatch(ctx context.Context, br pgx.BatchResults, req Request) (Response, error) {
@@ -122,15 +192,12 @@ func readBatch(ctx context.Context, br pgx.BatchResults, req Request) (Response,
 		}
 		resp.Rows = rows
 	}
-	if req.Probe != nil {
-		resp.Answers = make([]Answer, len(req.Probe.IDs))
-		for i, id := range req.Probe.IDs {
-			a, err := readAnswer(ctx, br, id)
-			if err != nil {
-				return resp, err
-			}
-			resp.Answers[i] = a
+	if req.Probe != nil && len(req.Probe.IDs) > 0 {
+		answers, err := readAnswers(ctx, br, req.Probe.IDs)
+		if err != nil {
+			return resp, err
 		}
+		resp.Answers = answers
 	}
 	return resp, nil
 }
@@ -153,19 +220,19 @@ func readSelection(ctx context.Context, br pgx.BatchResults, maxRows int) ([]Row
 		if len(out) >= maxRows {
 			continue // drain: the rest of the result is already on its way
 		}
-		raw := rows.RawValues()
-		if len(raw) == 0 {
+		vals, err := rows.Values()
+		if err != nil {
+			return nil, &Error{Stage: StageSelect, Err: err}
+		}
+		if len(vals) == 0 {
 			return nil, &Error{Stage: StageSelect, Err: errors.New("selector returned no columns")}
 		}
-		if raw[0] == nil {
+		id, ok := Text(vals[0])
+		if !ok {
 			return nil, &Error{Stage: StageSelect, Err: ErrNullID}
 		}
-		row := Row{ID: string(raw[0])}
-		if tsCol >= 0 && raw[tsCol] != nil {
-			vals, err := rows.Values()
-			if err != nil {
-				return nil, &Error{Stage: StageSelect, Err: err}
-			}
+		row := Row{ID: id}
+		if tsCol >= 0 && vals[tsCol] != nil {
 			ts, err := toTime(vals[tsCol])
 			if err != nil {
 				return nil, &Error{Stage: StageSelect, Err: err}
@@ -180,34 +247,60 @@ func readSelection(ctx context.Context, br pgx.BatchResults, maxRows int) ([]Row
 	return out, nil
 }
 
-func readAnswer(ctx context.Context, br pgx.BatchResults, id string) (Answer, error) {
+// readAnswers reads the result of a probe: one row per id that the
+// validator returned a row for, numbered by the id's place in the list.
+func readAnswers(ctx context.Context, br pgx.BatchResults, ids []string) ([]Answer, error) {
 	rows, err := br.Query()
 	if err != nil {
-		return Answer{}, pgError(ctx, StageValidate, err)
+		return nil, pgError(ctx, StageValidate, err)
 	}
 	defer rows.Close()
 
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return Answer{}, pgError(ctx, StageValidate, err)
+	answers := make([]Answer, len(ids))
+	seen := make([]bool, len(ids))
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			return nil, &Error{Stage: StageValidate, Err: err}
 		}
-		return Answer{}, &Error{Stage: StageValidate,
-			Err: fmt.Errorf("validator returned no row for id %q", id)}
+		ord, ok := vals[0].(int64)
+		if !ok || ord < 1 || ord > int64(len(ids)) {
+			return nil, &Error{Stage: StageValidate, Err: fmt.Errorf("bad ordinal %v", vals[0])}
+		}
+		i := ord - 1
+		if seen[i] {
+			continue // the validator returned more than one row: the first counts
+		}
+		seen[i] = true
+		a, err := answer(vals[1], ids[i])
+		if err != nil {
+			return nil, err
+		}
+		answers[i] = a
 	}
-	raw := rows.RawValues()
-	if len(raw) == 0 || raw[0] == nil {
+	if err := rows.Err(); err != nil {
+		return nil, pgError(ctx, StageValidate, err)
+	}
+	for i, ok := range seen {
+		if !ok {
+			return nil, &Error{Stage: StageValidate,
+				Err: fmt.Errorf("validator returned no row for id %q", ids[i])}
+		}
+	}
+	return answers, nil
+}
+
+// answer reads the first column a validator returned for id: a count.
+func answer(v any, id string) (Answer, error) {
+	text, ok := Text(v)
+	if !ok {
 		return Answer{}, &Error{Stage: StageValidate,
 			Err: fmt.Errorf("validator returned NULL for id %q; it must return a count", id)}
 	}
-	n, err := strconv.ParseFloat(string(raw[0]), 64)
+	n, err := strconv.ParseFloat(text, 64)
 	if err != nil {
 		return Answer{}, &Error{Stage: StageValidate,
-			Err: fmt.Errorf("validator returned %q for id %q; it must return a count", raw[0], id)}
-	}
-	for rows.Next() {
-	}
-	if err := rows.Err(); err != nil {
-		return Answer{}, pgError(ctx, StageValidate, err)
+			Err: fmt.Errorf("validator returned %q for id %q; it must return a count", text, id)}
 	}
 	return Answer{Present: n > 0}, nil
 }
@@ -240,20 +333,23 @@ func unixFloat(f float64) time.Time {
 }
 
 // pgError classifies err. A server error (SQLSTATE) means the database
-// answered; anything else means it could not be reached.
+// answered; anything else means it could not be reached. Running out of
+// time is a timeout either way: when the server confirmed the cancellation
+// it is still counted as reachable.
 func pgError(ctx context.Context, stage Stage, err error) error {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
+	isPg := errors.As(err, &pgErr)
+	if ctx.Err() == context.DeadlineExceeded || errors.Is(err, context.DeadlineExceeded) {
+		return &Error{Stage: stage, Unreachable: !isPg, Err: errTimeout}
+	}
+	if ctx.Err() == context.Canceled || errors.Is(err, context.Canceled) {
+		return &Error{Stage: stage, Unreachable: !isPg, Err: context.Canceled}
+	}
+	if isPg {
 		if pgErr.Code == "57014" { // query_canceled: the statement timeout hit
 			return &Error{Stage: stage, Err: fmt.Errorf("statement timeout: %s", pgErr.Message)}
 		}
-		return &Error{Stage: stage, Err: err}
-	}
-	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
-		return &Error{Stage: stage, Unreachable: true, Err: errTimeout}
-	}
-	if errors.Is(err, context.Canceled) {
-		return &Error{Stage: stage, Unreachable: true, Err: context.Canceled}
+		return &Error{Stage: stage, Err: pgErr}
 	}
 	var netErr net.Error
 	if errors.As(err, &netErr) && netErr.Timeout() {

@@ -1,0 +1,299 @@
+package db
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/spengler-dev/spengler/internal/dbtest"
+)
+
+func ids(resp Response) []string {
+	var out []string
+	for _, r := range resp.Rows {
+		out = append(out, r.ID)
+	}
+	return out
+}
+
+func TestPostgresSelectAndProbe(t *testing.T) {
+	pg := needPG(t)
+	p := openTest(t, pg.DSN("app"))
+	ctx := t.Context()
+
+	resp, err := p.Do(ctx, Request{Timeout: 5 * time.Second,
+		Select: &Select{Query: "select id, ts from t order by id desc", MaxRows: 3},
+		Probe:  &Probe{Query: "select count(*) from t where id = $1", IDs: []string{"5", "0", "100000"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"100000", "99999", "99998"}, ids(resp)); diff != "" {
+		t.Errorf("selected ids (-want +got):\n%s", diff)
+	}
+	if ts := resp.Rows[0].TS; ts.IsZero() || time.Since(ts) > time.Hour {
+		t.Errorf("ts = %v, want the row's time", ts)
+	}
+	want := []Answer{{Present: true}, {Present: false}, {Present: true}}
+	if diff := cmp.Diff(want, resp.Answers); diff != "" {
+		t.Errorf("answers (-want +got):\n%s", diff)
+	}
+}
+
+func TestPostgresIDShapes(t *testing.T) {
+	pg := needPG(t)
+	p := openTest(t, pg.DSN("app"))
+	ctx := t.Context()
+	const uuid = "6f1c1b64-3a39-4b0b-9d4e-9f8f3c7f2a10"
+	tests := []struct {
+		name, selector, validator string
+		want                      string
+		absent                    string
+	}{
+		{"bigint", "select id from t where id = 42", "select count(*) from t where id = $1", "42", "-1"},
+		{"uuid", "select id from u", "select count(*) from u where id = $1", uuid,
+			"00000000-0000-0000-0000-000000000000"},
+		{"text with quotes", `select E'it''s \\ "odd"' as id`,
+			`select count(*) from (select E'it''s \\ "odd"' as k) s where k = $1`,
+			`it's \ "odd"`, "it"},
+		{"numeric", "select 12.50::numeric as id", "select count(*) from (select 12.5::numeric k) s where k = $1",
+			"12.50", "12.51"},
+		{"parameter used twice", "select id from t where id = 7",
+			"select count(*) from t where id = $1 and id between $1 - 1 and $1 + 1", "7", "0"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := p.Do(ctx, Request{Select: &Select{Query: tc.selector, MaxRows: 10}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ids(resp); len(got) != 1 || got[0] != tc.want {
+				t.Fatalf("selected %q, want [%q]", got, tc.want)
+			}
+			resp, err = p.Do(ctx, Request{Probe: &Probe{Query: tc.validator,
+				IDs: []string{tc.want, tc.absent}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff([]Answer{{Present: true}, {Present: false}}, resp.Answers); diff != "" {
+				t.Errorf("answers (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestPostgresSelectionIsCapped(t *testing.T) {
+	pg := needPG(t)
+	p := openTest(t, pg.DSN("app"))
+	resp, err := p.Do(t.Context(), Request{Select: &Select{
+		Query: "select g as id from generate_series(1, 200000) g", MaxRows: 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"1", "2", "3", "4", "5"}, ids(resp)); diff != "" {
+		t.Errorf("ids (-want +got):\n%s", diff)
+	}
+}
+
+func TestPostgresErrors(t *testing.T) {
+	pg := needPG(t)
+	p := openTest(t, pg.DSN("app"))
+	tests := []struct {
+		name string
+		req  Request
+		want string
+	}{
+		{"bad selector", Request{Select: &Select{Query: "select id from nope", MaxRows: 5}},
+			`selector: ERROR: relation "nope" does not exist (SQLSTATE 42P01)`},
+		{"null id", Request{Select: &Select{Query: "select null::int as id", MaxRows: 5}},
+			"selector: selector returned a NULL id"},
+		{"bad ts", Request{Select: &Select{Query: "select 1 as id, 'x'::text as ts", MaxRows: 5}},
+			"selector: ts column has type string; want a timestamp or Unix seconds"},
+		{"validator no row", Request{Probe: &Probe{Query: "select 1 from t where id = $1 and false",
+			IDs: []string{"1"}}}, `validator: validator returned no row for id "1"`},
+		{"validator null", Request{Probe: &Probe{Query: "select null::int from t where id = $1",
+			IDs: []string{"1"}}}, `validator: validator returned NULL for id "1"; it must return a count`},
+		{"validator not a count", Request{Probe: &Probe{Query: "select 'yes' from t where id = $1",
+			IDs: []string{"1"}}}, `validator: validator returned "yes" for id "1"; it must return a count`},
+		{"validator bad type", Request{Probe: &Probe{Query: "select count(*) from t where id = $1",
+			IDs: []string{"abc"}}}, `validator: ERROR: invalid input syntax for type bigint: "abc" (SQLSTATE 22P02)`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := p.Do(t.Context(), tc.req)
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("got error %v, want %q", err, tc.want)
+			}
+			if Unreachable(err) {
+				t.Errorf("an answer from the server was taken for an unreachable database")
+			}
+		})
+	}
+	// The pool is still usable after every error.
+	if _, err := p.Do(t.Context(), Request{Select: &Select{Query: "select 1 as id", MaxRows: 1}}); err != nil {
+		t.Errorf("after the errors: %v", err)
+	}
+}
+
+// activeQueries counts the queries of Spengler's running on the server.
+func activeQueries(t *testing.T, pg *dbtest.PG, like string) int64 {
+	t.Helper()
+	n, err := pg.QueryInt(t.Context(), "app", `select count(*) from pg_stat_activity
+		where application_name = 'spengler' and state = 'active' and query like $1`, like)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestPostgresStatementTimeout(t *testing.T) {
+	pg := needPG(t)
+	p := openTest(t, pg.DSN("app"))
+	start := time.Now()
+	_, err := p.Do(t.Context(), Request{Timeout: 300 * time.Millisecond,
+		Select: &Select{Query: "select 1 as id from pg_sleep(5)", MaxRows: 1}})
+	if err == nil || !strings.Contains(err.Error(), "statement timeout") {
+		t.Fatalf("got %v, want the server's statement timeout", err)
+	}
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("took %v: the statement timeout did not stop the query", took)
+	}
+	// The timeout lasts for the request only.
+	resp, err := p.Do(t.Context(), Request{Select: &Select{
+		Query: "select current_setting('statement_timeout') as id", MaxRows: 1}})
+	if err != nil || ids(resp)[0] != "0" {
+		t.Errorf("statement_timeout after the request: %v %v, want 0", ids(resp), err)
+	}
+}
+
+func TestPostgresCancelStopsServerQuery(t *testing.T) {
+	pg := needPG(t)
+	p := openTest(t, pg.DSN("app"))
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	_, err := p.Do(ctx, Request{Timeout: time.Minute,
+		Select: &Select{Query: "select 1 as id from pg_sleep(30)", MaxRows: 1}})
+	if !errors.Is(err, errTimeout) {
+		t.Fatalf("got %v, want a timeout", err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for activeQueries(t, pg, "%pg_sleep(30)%") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the cancelled query still runs on the server")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestPostgresUnreachable(t *testing.T) {
+	port, err := dbtest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPostgres(PostgresOptions{
+		DSN: "postgres://nobody@127.0.0.1:" + itoa(port) + "/app?sslmode=disable", Password: "Hunter2-pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	_, err = p.Do(t.Context(), Request{Select: &Select{Query: "select 1 as id", MaxRows: 1}})
+	if !Unreachable(err) {
+		t.Fatalf("got %v, want unreachable", err)
+	}
+	if strings.Contains(err.Error(), "Hunter2") {
+		t.Errorf("error %q shows the password", err)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// countingProxy forwards TCP to a server and counts the client's writes
+// that reach it: with a request and its answer in flight one at a time,
+// each write is a round trip.
+type countingProxy struct {
+	ln     net.Listener
+	target string
+	writes atomic.Int64
+	wg     sync.WaitGroup
+}
+
+func newCountingProxy(t *testing.T, target string) *countingProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := &countingProxy{ln: ln, target: target}
+	cp.wg.Go(cp.accept)
+	t.Cleanup(func() { ln.Close(); cp.wg.Wait() })
+	return cp
+}
+
+func (cp *countingProxy) accept() {
+	for {
+		c, err := cp.ln.Accept()
+		if err != nil {
+			return
+		}
+		s, err := net.Dial("tcp", cp.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		cp.wg.Go(func() { io.Copy(c, s); c.Close() })
+		cp.wg.Go(func() {
+			buf := make([]byte, 1<<16)
+			for {
+				n, err := c.Read(buf)
+				if n > 0 {
+					cp.writes.Add(1)
+					if _, err := s.Write(buf[:n]); err != nil {
+						break
+					}
+				}
+				if err != nil {
+					break
+				}
+			}
+			s.Close()
+		})
+	}
+}
+
+func TestPostgresOneRoundTripPerRequest(t *testing.T) {
+	pg := needPG(t)
+	cp := newCountingProxy(t, "127.0.0.1:"+itoa(pg.Port))
+	p := openTest(t, "postgres://postgres@"+cp.ln.Addr().String()+"/app?sslmode=disable")
+	ctx := t.Context()
+	req := func() Request {
+		ids := make([]string, 100)
+		for i := range ids {
+			ids[i] = itoa(100000 - i)
+		}
+		return Request{Timeout: 5 * time.Second,
+			Select: &Select{Query: "select id, ts from t order by id desc limit 100", MaxRows: 100},
+			Probe:  &Probe{Query: "select count(*) from t where id = $1", IDs: ids}}
+	}
+	if _, err := p.Do(ctx, req()); err != nil { // connects and prepares
+		t.Fatal(err)
+	}
+	for range 3 {
+		before := cp.writes.Load()
+		resp, err := p.Do(ctx, req())
+		if err != nil || len(resp.Answers) != 100 || len(resp.Rows) != 100 {
+			t.Fatalf("rows %d answers %d err %v", len(resp.Rows), len(resp.Answers), err)
+		}
+		if n := cp.writes.Load() - before; n != 1 {
+			t.Errorf("a request with a selector and 100 ids took %d round trips, want 1", n)
+		}
+	}
+}
