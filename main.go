@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/spengler-dev/spengler/collector"
 	"github.com/spengler-dev/spengler/config"
+	"github.com/spengler-dev/spengler/report"
 	"github.com/spengler-dev/spengler/server"
 )
 
@@ -47,6 +49,11 @@ var (
 	shutdownTimeout = kingpin.Flag("web.shutdown-timeout",
 		"How long to wait for HTTP requests in flight at shutdown.").
 		Default("5s").Duration()
+	once = kingpin.Flag("once",
+		"Run every check once, wait until rows in flight arrive or max_lag passes, print one line per direction, and exit: 0 all in sync, 2 any out of sync, 3 a check could not run.").
+		Bool()
+	onceFormat = kingpin.Flag("once.format", "Output format of --once: text or csv.").
+			Default("text").Enum(string(report.Text), string(report.CSV))
 	webFlags = kingpinflag.AddFlags(kingpin.CommandLine, ":8442")
 )
 
@@ -64,6 +71,9 @@ func run() int {
 
 	if *configCheck {
 		return checkConfig(*configFile)
+	}
+	if *once {
+		return runOnce(*configFile, report.Format(*onceFormat), logger)
 	}
 
 	logger.Info("Starting spengler", "version", version.Info())
@@ -136,6 +146,41 @@ func run() int {
 			return 0
 		}
 	}
+}
+
+// runOnce checks every direction until its answer is final, prints the
+// results and returns the exit code of a monitoring plugin.
+func runOnce(path string, format report.Format, logger *slog.Logger) int {
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return report.ExitError
+	}
+	engine := collector.New(collector.Options{
+		Logger:         logger,
+		Concurrency:    *concurrency,
+		ConnectTimeout: *connectTimeout,
+	})
+	defer engine.Close()
+	if err := engine.Apply(cfg); err != nil {
+		logger.Error("Configuration not applied", "err", err)
+		return report.ExitError
+	}
+	var results report.Collector
+	engine.Subscribe(results.Record)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	engine.Settle(ctx, time.Second)
+	if ctx.Err() != nil {
+		return report.ExitError
+	}
+	all := results.Results()
+	if err := report.Write(os.Stdout, format, all); err != nil {
+		logger.Error("Cannot print the results", "err", err)
+		return report.ExitError
+	}
+	return report.ExitCode(all)
 }
 
 // checkConfig validates a configuration file and reports what is wrong.

@@ -55,6 +55,17 @@ func Open(cfg *config.Database, connectTimeout time.Duration) (db.DB, error) {
 			MaxConns:       cfg.MaxConnections,
 			ConnectTimeout: connectTimeout,
 		})
+	case config.DriverMySQL:
+		dsn, err := config.MySQLDSN(cfg.DSN.Reveal())
+		if err != nil {
+			return nil, fmt.Errorf("database %q: %w", cfg.Name, err)
+		}
+		return db.NewMySQL(db.MySQLOptions{
+			DSN:            dsn,
+			Password:       cfg.Password.Reveal(),
+			MaxConns:       cfg.MaxConnections,
+			ConnectTimeout: connectTimeout,
+		})
 	default:
 		return nil, fmt.Errorf("database %q: driver %q is not supported", cfg.Name, cfg.Driver)
 	}

@@ -44,8 +44,10 @@ type direction struct {
 	// them. It never holds more than max_rows ids.
 	arrived     map[string]bool
 	everReached bool
-	lastInSync  time.Time
-	checks      map[State]uint64
+	// numericIDs tells whether the selector's ids come from an integer column.
+	numericIDs bool
+	lastInSync time.Time
+	checks     map[State]uint64
 
 	result atomic.Pointer[Result]
 }
@@ -86,11 +88,12 @@ func (d *direction) check(ctx context.Context) *Result {
 	overdue := d.overdue(start)
 	srcResp, err := d.source.do(ctx, d.request(ctx, &db.Select{
 		Query: d.cfg.Selector, MaxRows: d.cfg.MaxRows,
-	}, overdue))
+	}, d.sourceValidator(), overdue))
 	if err != nil {
 		return d.finish(r, start, fmt.Errorf("source %q: %w", d.cfg.Source, err))
 	}
 	r.RowsSelected = len(srcResp.Rows)
+	d.numericIDs = srcResp.NumericIDs
 
 	onSource := make(map[string]bool, len(srcResp.Rows)+len(overdue))
 	for i, id := range overdue {
@@ -98,7 +101,7 @@ func (d *direction) check(ctx context.Context) *Result {
 	}
 	candidates := d.admit(srcResp.Rows, start, onSource)
 
-	tgtResp, err := d.target.do(ctx, d.request(ctx, nil, candidates))
+	tgtResp, err := d.target.do(ctx, d.request(ctx, nil, d.cfg.Validator, candidates))
 	if err != nil {
 		return d.finish(r, start, fmt.Errorf("target %q: %w", d.cfg.Target, err))
 	}
@@ -108,15 +111,21 @@ func (d *direction) check(ctx context.Context) *Result {
 	return d.finish(r, start, nil)
 }
 
-func (d *direction) request(ctx context.Context, sel *db.Select, ids []string) db.Request {
+func (d *direction) request(ctx context.Context, sel *db.Select, validator string,
+	ids []string) db.Request {
 	req := db.Request{Select: sel}
 	if deadline, ok := ctx.Deadline(); ok {
 		req.Timeout = time.Until(deadline)
 	}
 	if len(ids) > 0 {
-		req.Probe = &db.Probe{Query: d.cfg.Validator, IDs: ids}
+		req.Probe = &db.Probe{Query: validator, IDs: ids, NumericIDs: d.numericIDs}
 	}
 	return req
+}
+
+// sourceValidator is the query that asks the source whether an id is there.
+func (d *direction) sourceValidator() string {
+	return cmp.Or(d.cfg.SourceValidator, d.cfg.Validator)
 }
 
 // overdue lists the pending ids older than max_lag at now, oldest first.

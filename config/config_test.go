@@ -75,9 +75,9 @@ func goodConfig(file string) *Config {
 				MaxLag: Duration(globalLag), MaxRows: 50,
 				Checks: []Direction{
 					{"orders", LeftToRight, "east", "west", ordersSel, ordersVal,
-						minute, globalTime, globalLag, 50},
+						minute, globalTime, globalLag, 50, ordersVal},
 					{"orders", RightToLeft, "west", "east", ordersSel, ordersVal,
-						minute, globalTime, globalLag, 50},
+						minute, globalTime, globalLag, 50, ordersVal},
 				},
 			},
 			{
@@ -87,7 +87,7 @@ func goodConfig(file string) *Config {
 				MaxLag: Duration(30 * time.Second), MaxRows: 10,
 				Checks: []Direction{
 					{"stream", LeftToRight, "east", "west", eventsSel, eventsVal,
-						10 * time.Second, 5 * time.Second, 30 * time.Second, 10},
+						10 * time.Second, 5 * time.Second, 30 * time.Second, 10, eventsVal},
 				},
 			},
 			{
@@ -99,9 +99,9 @@ func goodConfig(file string) *Config {
 				MaxLag: Duration(globalLag), MaxRows: 50,
 				Checks: []Direction{
 					{"cdc:customers", LeftToRight, "east", "dc2", custSel, custValMy,
-						minute, globalTime, globalLag, 50},
+						minute, globalTime, globalLag, 50, custVal},
 					{"cdc:customers", RightToLeft, "dc2", "east", custSel5, custVal,
-						minute, globalTime, globalLag, 50},
+						minute, globalTime, globalLag, 50, custValMy},
 				},
 			},
 			{
@@ -111,7 +111,7 @@ func goodConfig(file string) *Config {
 				MaxLag: Duration(globalLag), MaxRows: 50,
 				Checks: []Direction{
 					{"mysql-pair", RightToLeft, "dc3", "dc2", mysqlSel, mysqlVal,
-						minute, globalTime, globalLag, 50},
+						minute, globalTime, globalLag, 50, mysqlVal},
 				},
 			},
 		},
@@ -182,9 +182,11 @@ func TestParseDefaults(t *testing.T) {
 	}
 	want := []Direction{
 		{"p", LeftToRight, "a", "b", "select id from t", "select count(*) from t where id = ?",
-			DefaultInterval, DefaultTimeout, DefaultMaxLag, DefaultMaxRows},
+			DefaultInterval, DefaultTimeout, DefaultMaxLag, DefaultMaxRows,
+			"select count(*) from t where id = $1"},
 		{"p", RightToLeft, "b", "a", "select id from t", "select count(*) from t where id = $1",
-			DefaultInterval, DefaultTimeout, DefaultMaxLag, DefaultMaxRows},
+			DefaultInterval, DefaultTimeout, DefaultMaxLag, DefaultMaxRows,
+			"select count(*) from t where id = ?"},
 	}
 	if diff := cmp.Diff(want, p.Checks); diff != "" {
 		t.Errorf("checks mismatch (-want +got):\n%s", diff)
@@ -242,6 +244,7 @@ pairs:
 			want.Pair, want.Name, want.Source, want.Target = "p", LeftToRight, "a", "b"
 			want.Selector = "select id from t"
 			want.Validator = "select count(*) from t where id = $1"
+			want.SourceValidator = want.Validator
 			if diff := cmp.Diff([]Direction{want}, c.Pairs[0].Checks); diff != "" {
 				t.Errorf("checks mismatch (-want +got):\n%s", diff)
 			}
@@ -1139,4 +1142,24 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestSourceValidatorOfOneWayMixedPair(t *testing.T) {
+	c := mustParse(t, `
+databases:
+  pg: {driver: postgres, dsn: "host=a"}
+  my: {driver: mysql, dsn: "u@tcp(b:3306)/app"}
+pairs:
+  - name: cdc
+    left: pg
+    right: my
+    directions: [left_to_right]
+    selector: select id from t
+    validator: select count(*) from t where id = ? and note <> '?'
+`)
+	got := c.Pairs[0].Checks[0].SourceValidator
+	want := "select count(*) from t where id = $1 and note <> '?'"
+	if got != want {
+		t.Errorf("SourceValidator = %q, want %q", got, want)
+	}
 }

@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"strings"
+
+	"github.com/spengler-dev/spengler/internal/sqlscan"
 )
 
 // trimQuery removes surrounding whitespace and trailing semicolons.
@@ -156,4 +158,18 @@ func selectorProblem(q, driver string) string {
 		return "selector uses ?: a selector takes no bind parameters"
 	}
 	return ""
+}
+
+// rewriteParam rewrites the id parameter of a validator written for the
+// engine from into the form the engine to takes.
+func rewriteParam(q, from, to string) string {
+	d := sqlscan.Postgres
+	param, with := "$1", "?"
+	if from == DriverMySQL {
+		d, param, with = sqlscan.MySQL, "?", "$1"
+	}
+	if from == to {
+		return q
+	}
+	return sqlscan.Replace(q, d, param, with)
 }

@@ -93,11 +93,17 @@ type Direction struct {
 	Source    string        // name of the source database
 	Target    string        // name of the target database
 	Selector  string        // SQL run on the source
-	Validator string        // SQL run on the target (and on the source for overdue ids)
+	Validator string        // SQL run on the target with the id as its parameter
 	Interval  time.Duration // how often the direction is checked
 	Timeout   time.Duration // bound on one check, all queries together
 	MaxLag    time.Duration // how long a row may take to arrive
 	MaxRows   int           // ids taken from one selector run
+	// SourceValidator is the validator in the source's dialect, run on the
+	// source for ids overdue on the target (were they deleted there?). It is
+	// Validator when both sides run the same engine; for a mixed pair it is
+	// the reverse direction's validator, or Validator with its parameter
+	// rewritten for the source's engine.
+	SourceValidator string
 }
 
 // Duration is a time.Duration written in the Prometheus style: 30s, 5m, 1h30m, 1d.

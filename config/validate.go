@@ -294,13 +294,35 @@ func (s *source) resolveChecks(c *Config, p *Pair, path string, ltr, rtl bool) {
 	}
 	p.Checks = nil
 	if ltr {
-		p.Checks = append(p.Checks,
-			s.resolveDirection(c, p, path, LeftToRight, p.Left, p.Right, p.LeftToRight))
+		d := s.resolveDirection(c, p, path, LeftToRight, p.Left, p.Right, p.LeftToRight)
+		d.SourceValidator = sourceValidator(c, p, d, p.RightToLeft)
+		p.Checks = append(p.Checks, d)
 	}
 	if rtl {
-		p.Checks = append(p.Checks,
-			s.resolveDirection(c, p, path, RightToLeft, p.Right, p.Left, p.RightToLeft))
+		d := s.resolveDirection(c, p, path, RightToLeft, p.Right, p.Left, p.RightToLeft)
+		d.SourceValidator = sourceValidator(c, p, d, p.LeftToRight)
+		p.Checks = append(p.Checks, d)
 	}
+}
+
+// sourceValidator returns the query that asks the source of d whether an id
+// is still there. With one engine on both sides that is the validator. For a
+// mixed pair it is the validator of the reverse direction (reverse is its
+// block), which is written for the source's engine, or else d's validator
+// with its parameter rewritten for that engine.
+func sourceValidator(c *Config, p *Pair, d Direction, reverse *DirectionConfig) string {
+	src, tgt := c.Databases[d.Source], c.Databases[d.Target]
+	if src == nil || tgt == nil || src.Driver == tgt.Driver || d.Validator == "" {
+		return d.Validator
+	}
+	rv := p.Validator
+	if reverse != nil && reverse.Validator != "" {
+		rv = reverse.Validator
+	}
+	if rv != "" && validatorProblem(rv, src.Driver, d.Source) == "" {
+		return rv
+	}
+	return rewriteParam(d.Validator, tgt.Driver, src.Driver)
 }
 
 // resolveDirection builds one direction of p and checks its queries against

@@ -30,6 +30,9 @@ type Select struct {
 type Probe struct {
 	Query string
 	IDs   []string
+	// NumericIDs tells that the ids come from an integer column, so that an
+	// engine that compares text and numbers loosely gets numbers.
+	NumericIDs bool
 }
 
 // Response holds what a Request returned.
@@ -38,6 +41,8 @@ type Response struct {
 	Rows []Row
 	// Answers has one entry per probed id, in the order of Probe.IDs.
 	Answers []Answer
+	// NumericIDs is true when the selector's id column has an integer type.
+	NumericIDs bool
 }
 
 // Row is one row returned by a selector.

@@ -37,9 +37,9 @@ const cancelGrace = 250 * time.Millisecond
 
 // Postgres is a pool of connections to one PostgreSQL database.
 //
-// Every request goes out as one multi-statement simple-protocol query: the
-// statement timeout, the selector and every validator call travel in one
-// message and come back in one round trip, inside one implicit transaction.
+// Every request goes out as one pipelined batch of the extended protocol: the
+// statement timeout, the selector and the probe of every id travel together
+// and come back in one round trip, inside one implicit transaction.
 type Postgres struct {
 	pool  *pgxpool.Pool
 	types sync.Map // validator -> SQL type name of its parameter
@@ -86,7 +86,7 @@ func (p *Postgres) Close() { p.pool.Close() }
 func (p *Postgres) Do(ctx context.Context, req Request) (Response, error) {
 	conn, err := p.pool.Acquire(ctx)
 	if err != nil {
-		return Response{}, pgError(ctx, StageConnect, err)
+		return Response{}, connectError(pgError(ctx, StageConnect, err))
 	}
 	defer conn.Release()
 
@@ -186,11 +186,11 @@ func readBatch(ctx context.Context, br pgx.BatchResults, req Request) (Response,
 		}
 	}
 	if req.Select != nil {
-		rows, err := readSelection(ctx, br, req.Select.MaxRows)
+		rows, numeric, err := readSelection(ctx, br, req.Select.MaxRows)
 		if err != nil {
 			return resp, err
 		}
-		resp.Rows = rows
+		resp.Rows, resp.NumericIDs = rows, numeric
 	}
 	if req.Probe != nil && len(req.Probe.IDs) > 0 {
 		answers, err := readAnswers(ctx, br, req.Probe.IDs)
@@ -202,15 +202,22 @@ func readBatch(ctx context.Context, br pgx.BatchResults, req Request) (Response,
 	return resp, nil
 }
 
-func readSelection(ctx context.Context, br pgx.BatchResults, maxRows int) ([]Row, error) {
+func readSelection(ctx context.Context, br pgx.BatchResults, maxRows int) ([]Row, bool, error) {
 	rows, err := br.Query()
 	if err != nil {
-		return nil, pgError(ctx, StageSelect, err)
+		return nil, false, pgError(ctx, StageSelect, err)
 	}
 	defer rows.Close()
 
 	tsCol := -1
+	numeric := false
 	for i, fd := range rows.FieldDescriptions() {
+		if i == 0 {
+			switch fd.DataTypeOID {
+			case pgtype.Int2OID, pgtype.Int4OID, pgtype.Int8OID:
+				numeric = true
+			}
+		}
 		if i > 0 && fd.Name == "ts" {
 			tsCol = i
 		}
@@ -222,29 +229,29 @@ func readSelection(ctx context.Context, br pgx.BatchResults, maxRows int) ([]Row
 		}
 		vals, err := rows.Values()
 		if err != nil {
-			return nil, &Error{Stage: StageSelect, Err: err}
+			return nil, false, &Error{Stage: StageSelect, Err: err}
 		}
 		if len(vals) == 0 {
-			return nil, &Error{Stage: StageSelect, Err: errors.New("selector returned no columns")}
+			return nil, false, &Error{Stage: StageSelect, Err: errors.New("selector returned no columns")}
 		}
 		id, ok := Text(vals[0])
 		if !ok {
-			return nil, &Error{Stage: StageSelect, Err: ErrNullID}
+			return nil, false, &Error{Stage: StageSelect, Err: ErrNullID}
 		}
 		row := Row{ID: id}
 		if tsCol >= 0 && vals[tsCol] != nil {
 			ts, err := toTime(vals[tsCol])
 			if err != nil {
-				return nil, &Error{Stage: StageSelect, Err: err}
+				return nil, false, &Error{Stage: StageSelect, Err: err}
 			}
 			row.TS = ts
 		}
 		out = append(out, row)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, pgError(ctx, StageSelect, err)
+		return nil, false, pgError(ctx, StageSelect, err)
 	}
-	return out, nil
+	return out, numeric, nil
 }
 
 // readAnswers reads the result of a probe: one row per id that the
