@@ -26,6 +26,13 @@ var (
 	rowsMissingDesc = newDesc("replication", "rows_missing",
 		"Ids still not on the target after max_lag, as of the last background check.",
 		dirLabels...)
+	rowsDivergentDesc = newDesc("replication", "rows_divergent",
+		"Rows whose version on the target has differed from the source's for longer than "+
+			"max_lag, as of the last background check; 0 without content checks.", dirLabels...)
+	heartbeatAgeDesc = newDesc("replication", "heartbeat_age_seconds",
+		"Exporter clock minus the heartbeat found on the target (until one is found, the time "+
+			"since the first was written), as of the last background check; only for directions "+
+			"with a heartbeat.", dirLabels...)
 	rowsPendingDesc = newDesc("replication", "rows_pending",
 		"Ids seen on the source and not yet on the target, as of the last background check.",
 		dirLabels...)
@@ -58,7 +65,8 @@ func NewExporter(e *Engine) *Exporter { return &Exporter{engine: e} }
 func (x *Exporter) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		inSyncDesc, lagDesc, lastInSyncDesc, rowsCheckedDesc, rowsMissingDesc,
-		rowsPendingDesc, successDesc, durationDesc, lastRunDesc, checksDesc, dbUpDesc,
+		rowsDivergentDesc, heartbeatAgeDesc, rowsPendingDesc, successDesc, durationDesc,
+		lastRunDesc, checksDesc, dbUpDesc,
 	} {
 		ch <- d
 	}
@@ -81,6 +89,10 @@ func (x *Exporter) Collect(ch chan<- prometheus.Metric) {
 		gauge(lastInSyncDesc, lastInSync)
 		gauge(rowsCheckedDesc, float64(r.RowsChecked))
 		gauge(rowsMissingDesc, float64(r.RowsMissing))
+		gauge(rowsDivergentDesc, float64(r.RowsDivergent))
+		if r.Heartbeat {
+			gauge(heartbeatAgeDesc, r.HeartbeatAge.Seconds())
+		}
 		gauge(rowsPendingDesc, float64(r.Pending))
 		gauge(successDesc, boolFloat(r.Success))
 		gauge(durationDesc, r.Duration.Seconds())

@@ -87,6 +87,10 @@ spengler_replication_lag_seconds{direction="right_to_left",pair="orders",source=
 # TYPE spengler_replication_rows_checked gauge
 spengler_replication_rows_checked{direction="left_to_right",pair="orders",source="east",target="west"} 0
 spengler_replication_rows_checked{direction="right_to_left",pair="orders",source="west",target="east"} 0
+# HELP spengler_replication_rows_divergent Rows whose version on the target has differed from the source's for longer than max_lag, as of the last background check; 0 without content checks.
+# TYPE spengler_replication_rows_divergent gauge
+spengler_replication_rows_divergent{direction="left_to_right",pair="orders",source="east",target="west"} 0
+spengler_replication_rows_divergent{direction="right_to_left",pair="orders",source="west",target="east"} 0
 # HELP spengler_replication_rows_pending Ids seen on the source and not yet on the target, as of the last background check.
 # TYPE spengler_replication_rows_pending gauge
 spengler_replication_rows_pending{direction="left_to_right",pair="orders",source="east",target="west"} 0
@@ -96,6 +100,7 @@ spengler_replication_rows_pending{direction="right_to_left",pair="orders",source
 		"spengler_check_success", "spengler_checks_total", "spengler_database_up",
 		"spengler_replication_in_sync", "spengler_replication_lag_seconds",
 		"spengler_replication_rows_checked", "spengler_replication_rows_pending",
+		"spengler_replication_rows_divergent", "spengler_replication_heartbeat_age_seconds",
 	}
 	x := NewExporter(e)
 	if err := testutil.CollectAndCompare(x, strings.NewReader(want), names...); err != nil {

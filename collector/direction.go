@@ -46,8 +46,16 @@ type direction struct {
 	everReached bool
 	// numericIDs tells whether the selector's ids come from an integer column.
 	numericIDs bool
-	lastInSync time.Time
-	checks     map[State]uint64
+	// versions tells whether the selector gives row versions (content checks).
+	versions bool
+	// diverged holds the selected ids whose target version differed from
+	// the source's at the last check, with the time it was first seen.
+	diverged map[string]time.Time
+	// hbWritten is when the first heartbeat was written; hbSeen is the
+	// time of the newest heartbeat found on the target, zero until found.
+	hbWritten, hbSeen time.Time
+	lastInSync        time.Time
+	checks            map[State]uint64
 
 	result atomic.Pointer[Result]
 }
@@ -63,6 +71,7 @@ func newDirection(cfg config.Direction, source, target *database, clock Clock,
 		redact:     redact,
 		pending:    make(map[string]time.Time),
 		arrived:    make(map[string]bool),
+		diverged:   make(map[string]time.Time),
 		checks:     make(map[State]uint64),
 	}
 }
@@ -84,43 +93,119 @@ func (d *direction) check(ctx context.Context) *Result {
 	r := &Result{
 		Pair: d.cfg.Pair, Direction: d.cfg.Name,
 		Source: d.cfg.Source, Target: d.cfg.Target,
+		DataChecks: d.dataChecks(), Heartbeat: d.cfg.Heartbeat != nil,
 	}
-	overdue := d.overdue(start)
-	srcResp, err := d.source.do(ctx, d.request(ctx, &db.Select{
-		Query: d.cfg.Selector, MaxRows: d.cfg.MaxRows,
-	}, d.sourceValidator(), overdue))
+	srcReq := d.request(ctx)
+	var overdue []string
+	if r.DataChecks {
+		overdue = d.overdue(start)
+		srcReq.Select = &db.Select{Query: d.cfg.Selector, MaxRows: d.cfg.MaxRows}
+		srcReq.Probe = d.probe(d.sourceValidator(), overdue)
+	}
+	if hb := d.cfg.Heartbeat; hb != nil {
+		srcReq.Heartbeat = &db.Heartbeat{Table: hb.Table, Origin: d.origin(),
+			WriteUS: d.clock.Now().UnixMicro(), Create: hb.Create}
+	}
+	srcResp, err := d.source.do(ctx, srcReq)
 	if err != nil {
 		return d.finish(r, start, fmt.Errorf("source %q: %w", d.cfg.Source, err))
 	}
+	if srcReq.Heartbeat != nil && d.hbWritten.IsZero() {
+		d.hbWritten = start
+	}
 	r.RowsSelected = len(srcResp.Rows)
-	d.numericIDs = srcResp.NumericIDs
+	d.numericIDs, d.versions = srcResp.NumericIDs, srcResp.Versions
 
 	onSource := make(map[string]bool, len(srcResp.Rows)+len(overdue))
 	for i, id := range overdue {
 		onSource[id] = srcResp.Answers[i].Present
 	}
-	candidates := d.admit(srcResp.Rows, start, onSource)
-
-	tgtResp, err := d.target.do(ctx, d.request(ctx, nil, d.cfg.Validator, candidates))
+	var candidates []string
+	tgtReq := d.request(ctx)
+	if r.DataChecks {
+		candidates = d.admit(srcResp.Rows, start, onSource)
+		tgtReq.Probe = d.probe(d.cfg.Validator, candidates)
+	}
+	if hb := d.cfg.Heartbeat; hb != nil {
+		tgtReq.Heartbeat = &db.Heartbeat{Table: hb.Table, Origin: d.origin()}
+	}
+	tgtResp, err := d.target.do(ctx, tgtReq)
 	if err != nil {
 		return d.finish(r, start, fmt.Errorf("target %q: %w", d.cfg.Target, err))
 	}
-	r.RowsChecked = len(candidates)
-	d.record(srcResp.Rows, candidates, tgtResp.Answers, start)
-	d.settleOverdue(r, onSource)
+	if tgtResp.HeartbeatFound {
+		d.hbSeen = time.UnixMicro(tgtResp.HeartbeatUS)
+	}
+	if r.DataChecks {
+		r.RowsChecked = len(candidates)
+		d.record(srcResp.Rows, candidates, tgtResp.Answers, start)
+		d.settleOverdue(r, onSource)
+		d.compareVersions(r, srcResp.Rows, candidates, tgtResp.Answers)
+	}
 	return d.finish(r, start, nil)
 }
 
-func (d *direction) request(ctx context.Context, sel *db.Select, validator string,
-	ids []string) db.Request {
-	req := db.Request{Select: sel}
+// dataChecks reports whether the direction cross-checks rows (it may have a
+// heartbeat only).
+func (d *direction) dataChecks() bool { return d.cfg.Selector != "" && d.cfg.Validator != "" }
+
+// origin is the name under which this direction's heartbeat is written.
+func (d *direction) origin() string { return d.cfg.Pair + ":" + d.cfg.Source }
+
+// request starts a request with the server-side time limit of the check.
+func (d *direction) request(ctx context.Context) db.Request {
+	var req db.Request
 	if deadline, ok := ctx.Deadline(); ok {
 		req.Timeout = time.Until(deadline)
 	}
-	if len(ids) > 0 {
-		req.Probe = &db.Probe{Query: validator, IDs: ids, NumericIDs: d.numericIDs}
-	}
 	return req
+}
+
+// probe asks validator about ids; nil when there are none.
+func (d *direction) probe(validator string, ids []string) *db.Probe {
+	if len(ids) == 0 {
+		return nil
+	}
+	return &db.Probe{Query: validator, IDs: ids, NumericIDs: d.numericIDs, Versions: d.versions}
+}
+
+// compareVersions compares the source's version of every selected row with
+// the target's. A row whose versions differ is divergent once they have
+// differed for longer than max_lag; a row that is equal again, or no longer
+// selected, is forgotten.
+func (d *direction) compareVersions(r *Result, rows []db.Row, ids []string, answers []db.Answer) {
+	if !d.versions {
+		clear(d.diverged)
+		return
+	}
+	now := d.clock.Now()
+	target := make(map[string]db.Answer, len(ids))
+	for i, id := range ids {
+		target[id] = answers[i]
+	}
+	differs := make(map[string]bool, len(rows))
+	for _, row := range rows {
+		if a, ok := target[row.ID]; ok && a.Present && a.Version != row.Version {
+			differs[row.ID] = true
+			if _, seen := d.diverged[row.ID]; !seen {
+				d.diverged[row.ID] = now
+			}
+		}
+	}
+	var divergent []string
+	for id, since := range d.diverged {
+		switch {
+		case !differs[id]:
+			delete(d.diverged, id)
+		case now.Sub(since) > d.cfg.MaxLag:
+			divergent = append(divergent, id)
+		}
+	}
+	slices.SortFunc(divergent, func(a, b string) int {
+		return cmp.Or(d.diverged[a].Compare(d.diverged[b]), cmp.Compare(a, b))
+	})
+	r.RowsDivergent = len(divergent)
+	r.DivergentIDs = slices.Clone(divergent[:min(len(divergent), maxListedIDs)])
 }
 
 // sourceValidator is the query that asks the source whether an id is there.
@@ -247,12 +332,33 @@ func (d *direction) finish(r *Result, start time.Time, err error) *Result {
 	for _, since := range d.pending {
 		r.Lag = max(r.Lag, now.Sub(since))
 	}
+	if r.Heartbeat {
+		r.HeartbeatFound = !d.hbSeen.IsZero()
+		switch {
+		case r.HeartbeatFound:
+			r.HeartbeatAge = max(now.Sub(d.hbSeen), 0)
+		case !d.hbWritten.IsZero():
+			r.HeartbeatAge = now.Sub(d.hbWritten)
+		}
+		r.Lag = max(r.Lag, r.HeartbeatAge)
+	}
 
 	switch {
 	case err != nil:
 		r.State = StateError
 		r.Error = d.redact(err.Error())
 		r.Reason = r.Error
+	case r.Heartbeat && !r.HeartbeatFound:
+		r.State = StateOutOfSync
+		r.Reason = fmt.Sprintf("heartbeat of %s not found on the target yet", d.origin())
+	case r.Heartbeat && r.HeartbeatAge > d.cfg.MaxLag:
+		r.State = StateOutOfSync
+		r.Reason = fmt.Sprintf("heartbeat on the target is %s old, more than max_lag (%s)",
+			r.HeartbeatAge.Round(time.Millisecond), d.cfg.MaxLag)
+	case !r.DataChecks:
+		r.State = StateInSync
+		r.InSync = true
+		d.lastInSync = now
 	case r.RowsSelected == 0:
 		r.State = StateOutOfSync
 		r.Reason = "selector returned no rows: nothing to prove"
@@ -266,6 +372,10 @@ func (d *direction) finish(r *Result, start time.Time, err error) *Result {
 	case !d.everReached:
 		r.State = StateOutOfSync
 		r.Reason = "no row has reached the target yet"
+	case r.RowsDivergent > 0:
+		r.State = StateOutOfSync
+		r.Reason = fmt.Sprintf("%d rows differ on the target after max_lag (%s)",
+			r.RowsDivergent, d.cfg.MaxLag)
 	default:
 		r.State = StateInSync
 		r.InSync = true

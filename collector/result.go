@@ -44,6 +44,22 @@ type Result struct {
 	Pending      int
 	// MissingIDs lists a few of the missing ids, oldest first.
 	MissingIDs []string
+	// RowsDivergent counts the selected rows whose version on the target has
+	// differed from the source's for longer than max_lag.
+	RowsDivergent int
+	// DivergentIDs lists a few of the divergent ids, longest divergent first.
+	DivergentIDs []string
+
+	// DataChecks is true when the direction cross-checks rows.
+	DataChecks bool
+	// Heartbeat is true when the direction has a heartbeat.
+	Heartbeat bool
+	// HeartbeatFound is true once the direction's heartbeat has been found
+	// on the target.
+	HeartbeatFound bool
+	// HeartbeatAge is the exporter's clock minus the heartbeat found on the
+	// target; until one is found, the time since the first was written.
+	HeartbeatAge time.Duration
 
 	// Checks counts the checks of this direction by State since it started.
 	Checks map[State]uint64

@@ -75,9 +75,9 @@ func goodConfig(file string) *Config {
 				MaxLag: Duration(globalLag), MaxRows: 50,
 				Checks: []Direction{
 					{"orders", LeftToRight, "east", "west", ordersSel, ordersVal,
-						minute, globalTime, globalLag, 50, ordersVal},
+						minute, globalTime, globalLag, 50, ordersVal, nil},
 					{"orders", RightToLeft, "west", "east", ordersSel, ordersVal,
-						minute, globalTime, globalLag, 50, ordersVal},
+						minute, globalTime, globalLag, 50, ordersVal, nil},
 				},
 			},
 			{
@@ -87,7 +87,7 @@ func goodConfig(file string) *Config {
 				MaxLag: Duration(30 * time.Second), MaxRows: 10,
 				Checks: []Direction{
 					{"stream", LeftToRight, "east", "west", eventsSel, eventsVal,
-						10 * time.Second, 5 * time.Second, 30 * time.Second, 10, eventsVal},
+						10 * time.Second, 5 * time.Second, 30 * time.Second, 10, eventsVal, nil},
 				},
 			},
 			{
@@ -99,9 +99,9 @@ func goodConfig(file string) *Config {
 				MaxLag: Duration(globalLag), MaxRows: 50,
 				Checks: []Direction{
 					{"cdc:customers", LeftToRight, "east", "dc2", custSel, custValMy,
-						minute, globalTime, globalLag, 50, custVal},
+						minute, globalTime, globalLag, 50, custVal, nil},
 					{"cdc:customers", RightToLeft, "dc2", "east", custSel5, custVal,
-						minute, globalTime, globalLag, 50, custValMy},
+						minute, globalTime, globalLag, 50, custValMy, nil},
 				},
 			},
 			{
@@ -111,7 +111,7 @@ func goodConfig(file string) *Config {
 				MaxLag: Duration(globalLag), MaxRows: 50,
 				Checks: []Direction{
 					{"mysql-pair", RightToLeft, "dc3", "dc2", mysqlSel, mysqlVal,
-						minute, globalTime, globalLag, 50, mysqlVal},
+						minute, globalTime, globalLag, 50, mysqlVal, nil},
 				},
 			},
 		},
@@ -183,10 +183,10 @@ func TestParseDefaults(t *testing.T) {
 	want := []Direction{
 		{"p", LeftToRight, "a", "b", "select id from t", "select count(*) from t where id = ?",
 			DefaultInterval, DefaultTimeout, DefaultMaxLag, DefaultMaxRows,
-			"select count(*) from t where id = $1"},
+			"select count(*) from t where id = $1", nil},
 		{"p", RightToLeft, "b", "a", "select id from t", "select count(*) from t where id = $1",
 			DefaultInterval, DefaultTimeout, DefaultMaxLag, DefaultMaxRows,
-			"select count(*) from t where id = ?"},
+			"select count(*) from t where id = ?", nil},
 	}
 	if diff := cmp.Diff(want, p.Checks); diff != "" {
 		t.Errorf("checks mismatch (-want +got):\n%s", diff)
@@ -508,12 +508,12 @@ func TestLoadInvalid(t *testing.T) {
 		}},
 		{"invalid-unknown-pair.yml", []string{
 			`8: pairs[0].selecter: unknown key "selecter" (allowed: name, left, right, ` +
-				`selector, validator, directions, left_to_right, right_to_left, interval, ` +
+				`selector, validator, directions, heartbeat, left_to_right, right_to_left, interval, ` +
 				`timeout, max_lag, max_rows)`,
 		}},
 		{"invalid-unknown-direction-key.yml", []string{
 			`11: pairs[0].right_to_left.validatr: unknown key "validatr" ` +
-				`(allowed: selector, validator)`,
+				`(allowed: selector, validator, heartbeat)`,
 		}},
 		{"invalid-duration.yml", []string{
 			`2: global.interval: expected a duration such as 30s, 5m, 1h30m or 1d, ` +
@@ -532,9 +532,20 @@ func TestLoadInvalid(t *testing.T) {
 		}},
 		{"invalid-no-queries.yml", []string{
 			`5: pairs[0]: left_to_right has no selector: ` +
-				`set selector on the pair or on left_to_right`,
+				`set selector on the pair or on left_to_right, or give it a heartbeat`,
 			`5: pairs[0]: left_to_right has no validator: ` +
-				`set validator on the pair or on left_to_right`,
+				`set validator on the pair or on left_to_right, or give it a heartbeat`,
+		}},
+		{"invalid-heartbeat.yml", []string{
+			`8: pairs[0].heartbeat.table: heartbeat table "hb; drop table x" is not a plain ` +
+				`table name: letters, digits and _, optionally schema.table`,
+			`9: pairs[1]: left_to_right has a heartbeat and a selector but no validator: ` +
+				`data checks need both; set validator on the pair or on left_to_right, ` +
+				`or leave out both queries`,
+			`9: pairs[1]: right_to_left has a heartbeat and a selector but no validator: ` +
+				`data checks need both; set validator on the pair or on right_to_left, ` +
+				`or leave out both queries`,
+			`13: pairs[1].heartbeat.table: heartbeat needs a table: heartbeat: {table: spengler_heartbeat}`,
 		}},
 		{"invalid-no-bind.yml", []string{
 			`9: pairs[0].validator: validator has no bind parameter: postgres takes $1 for the id`,
@@ -1044,7 +1055,7 @@ func TestParseInvalidInline(t *testing.T) {
 			name: "scalar pair",
 			text: "databases: {a: {driver: postgres, dsn: host=a}}\npairs: [orders]\n",
 			want: "in.yml:2: pairs[0]: expected a mapping with keys name, left, right, " +
-				"selector, validator, directions, left_to_right, right_to_left, interval, " +
+				"selector, validator, directions, heartbeat, left_to_right, right_to_left, interval, " +
 				"timeout, max_lag, max_rows, got a string",
 		},
 		{
@@ -1161,5 +1172,45 @@ pairs:
 	want := "select count(*) from t where id = $1 and note <> '?'"
 	if got != want {
 		t.Errorf("SourceValidator = %q, want %q", got, want)
+	}
+}
+
+func TestHeartbeatResolved(t *testing.T) {
+	c := mustParse(t, `
+databases:
+  primary: {driver: postgres, dsn: "host=a"}
+  standby: {driver: postgres, dsn: "host=b"}
+pairs:
+  - name: stream
+    left: primary
+    right: standby
+    directions: [left_to_right]
+    heartbeat: {table: spengler_heartbeat}
+  - name: both
+    left: primary
+    right: standby
+    selector: select id from t
+    validator: select count(*) from t where id = $1
+    heartbeat: {table: public.hb_a, create: true}
+    right_to_left:
+      heartbeat: {table: hb_b}
+`)
+	stream := c.Pairs[0].Checks
+	if len(stream) != 1 || stream[0].Heartbeat == nil || stream[0].Heartbeat.Table != "spengler_heartbeat" ||
+		stream[0].Selector != "" || stream[0].Validator != "" {
+		t.Errorf("heartbeat-only pair resolved to %+v", stream)
+	}
+	both := c.Pairs[1].Checks
+	if len(both) != 2 {
+		t.Fatalf("pair both has %d directions, want 2", len(both))
+	}
+	if h := both[0].Heartbeat; h == nil || h.Table != "public.hb_a" || !h.Create {
+		t.Errorf("left_to_right heartbeat = %+v, want public.hb_a with create", h)
+	}
+	if h := both[1].Heartbeat; h == nil || h.Table != "hb_b" || h.Create {
+		t.Errorf("right_to_left heartbeat = %+v, want hb_b", h)
+	}
+	if both[1].Selector == "" || both[1].Validator == "" {
+		t.Errorf("right_to_left lost its queries: %+v", both[1])
 	}
 }

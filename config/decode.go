@@ -40,6 +40,8 @@ func (s *source) decode(n *yaml.Node, v reflect.Value, path string) {
 		}
 	case v.CanInt():
 		s.decodeInt(n, v, path)
+	case v.Kind() == reflect.Bool:
+		s.decodeBool(n, v, path)
 	default:
 		panic(fmt.Sprintf("config: no decoder for %s", v.Type()))
 	}
@@ -228,6 +230,21 @@ func (s *source) decodeInt(n *yaml.Node, v reflect.Value, path string) {
 		return
 	}
 	v.SetInt(i)
+}
+
+func (s *source) decodeBool(n *yaml.Node, v reflect.Value, path string) {
+	str, ok := s.scalar(n, path, "true or false")
+	if !ok {
+		return
+	}
+	switch strings.TrimSpace(str) {
+	case "true":
+		v.SetBool(true)
+	case "false":
+		v.SetBool(false)
+	default:
+		s.decodeError(n.Line, path, "expected true or false, got %s", s.quote(path, str))
+	}
 }
 
 func (s *source) decodeDuration(n *yaml.Node, v reflect.Value, path string) {

@@ -65,6 +65,9 @@ type Pair struct {
 	Selector   string   `yaml:"selector" json:"selector"`
 	Validator  string   `yaml:"validator" json:"validator"`
 	Directions []string `yaml:"directions" json:"directions"`
+	// Heartbeat, when set, makes each check write a heartbeat row on the
+	// source and look for it on the target.
+	Heartbeat *Heartbeat `yaml:"heartbeat" json:"heartbeat"`
 
 	LeftToRight *DirectionConfig `yaml:"left_to_right" json:"left_to_right"`
 	RightToLeft *DirectionConfig `yaml:"right_to_left" json:"right_to_left"`
@@ -80,10 +83,21 @@ type Pair struct {
 	Checks []Direction `yaml:"-" json:"-"`
 }
 
-// DirectionConfig holds the per-direction query overrides of a pair.
+// DirectionConfig holds the per-direction overrides of a pair.
 type DirectionConfig struct {
-	Selector  string `yaml:"selector" json:"selector"`
-	Validator string `yaml:"validator" json:"validator"`
+	Selector  string     `yaml:"selector" json:"selector"`
+	Validator string     `yaml:"validator" json:"validator"`
+	Heartbeat *Heartbeat `yaml:"heartbeat" json:"heartbeat"`
+}
+
+// Heartbeat names the table a direction's heartbeat is written to on the
+// source and read from on the target: origin (text, primary key) and ts_us
+// (bigint, microseconds since the Unix epoch).
+type Heartbeat struct {
+	Table string `yaml:"table" json:"table"`
+	// Create asks Spengler to create the table on the source when it is
+	// missing. Without it, Spengler never creates or alters a table.
+	Create bool `yaml:"create" json:"create"`
 }
 
 // Direction is one fully resolved direction of a pair: what the check engine runs.
@@ -104,6 +118,8 @@ type Direction struct {
 	// the reverse direction's validator, or Validator with its parameter
 	// rewritten for the source's engine.
 	SourceValidator string
+	// Heartbeat is the direction's heartbeat table; nil when it has none.
+	Heartbeat *Heartbeat
 }
 
 // Duration is a time.Duration written in the Prometheus style: 30s, 5m, 1h30m, 1d.

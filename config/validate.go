@@ -336,7 +336,8 @@ func (s *source) resolveDirection(c *Config, p *Pair, path, name, source, target
 		MaxRows: p.MaxRows,
 	}
 	where := path
-	selPath, valPath := path+".selector", path+".validator"
+	selPath, valPath, hbPath := path+".selector", path+".validator", path+".heartbeat"
+	d.Heartbeat = p.Heartbeat
 	if block != nil {
 		where = path + "." + name
 		if block.Selector != "" {
@@ -345,13 +346,26 @@ func (s *source) resolveDirection(c *Config, p *Pair, path, name, source, target
 		if block.Validator != "" {
 			d.Validator, valPath = block.Validator, where+".validator"
 		}
+		if block.Heartbeat != nil {
+			d.Heartbeat, hbPath = block.Heartbeat, where+".heartbeat"
+		}
 	}
-	if s.queryGiven(d.Selector, "selector", name, path, where) && c.Databases[source] != nil {
+	if d.Heartbeat != nil {
+		if msg := heartbeatProblem(d.Heartbeat); msg != "" {
+			s.errorf(hbPath+".table", "%s", msg)
+		}
+		if d.Selector == "" && d.Validator == "" {
+			return d // heartbeat only
+		}
+	}
+	if s.queryGiven(d.Selector, "selector", name, path, where, d.Heartbeat != nil) &&
+		c.Databases[source] != nil {
 		if msg := selectorProblem(d.Selector, c.Databases[source].Driver); msg != "" {
 			s.errorf(selPath, "%s", msg)
 		}
 	}
-	if s.queryGiven(d.Validator, "validator", name, path, where) && c.Databases[target] != nil {
+	if s.queryGiven(d.Validator, "validator", name, path, where, d.Heartbeat != nil) &&
+		c.Databases[target] != nil {
 		if msg := validatorProblem(d.Validator, c.Databases[target].Driver, target); msg != "" {
 			s.errorf(valPath, "%s", msg)
 		}
@@ -362,12 +376,42 @@ func (s *source) resolveDirection(c *Config, p *Pair, path, name, source, target
 // queryGiven reports whether the query q, under key (selector or validator),
 // is set for the direction name, and records an error when it is not. where
 // is the path of the direction's block, or of the pair when it has none.
-func (s *source) queryGiven(q, key, name, path, where string) bool {
+func (s *source) queryGiven(q, key, name, path, where string, heartbeat bool) bool {
 	if q != "" {
 		return true
 	}
-	if !s.failed[path+"."+key] && !s.failed[where+"."+key] {
-		s.errorf(where, "%s has no %s: set %s on the pair or on %s", name, key, key, name)
+	if s.failed[path+"."+key] || s.failed[where+"."+key] {
+		return false
 	}
+	if heartbeat {
+		s.errorf(where, "%s has a heartbeat and a %s but no %s: data checks need both; "+
+			"set %s on the pair or on %s, or leave out both queries", name, otherQuery(key), key,
+			key, name)
+		return false
+	}
+	s.errorf(where, "%s has no %s: set %s on the pair or on %s, or give it a heartbeat",
+		name, key, key, name)
 	return false
 }
+
+func otherQuery(key string) string {
+	if key == "selector" {
+		return "validator"
+	}
+	return "selector"
+}
+
+// heartbeatProblem says what is wrong with a heartbeat setting; "" if nothing.
+func heartbeatProblem(h *Heartbeat) string {
+	if h.Table == "" {
+		return "heartbeat needs a table: heartbeat: {table: spengler_heartbeat}"
+	}
+	if !tableName.MatchString(h.Table) {
+		return fmt.Sprintf("heartbeat table %q is not a plain table name: letters, digits and _, "+
+			"optionally schema.table", h.Table)
+	}
+	return ""
+}
+
+// tableName matches a table name, optionally qualified by its schema.
+var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$`)

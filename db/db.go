@@ -18,6 +18,20 @@ type Request struct {
 	Select *Select
 	// Probe, when set, runs a validator once per id.
 	Probe *Probe
+	// Heartbeat, when set, writes or reads a heartbeat row.
+	Heartbeat *Heartbeat
+}
+
+// Heartbeat is the write or the read of one origin's row in a heartbeat
+// table (origin text primary key, ts_us bigint not null).
+type Heartbeat struct {
+	Table  string
+	Origin string
+	// WriteUS, when not zero, is written to the row (an upsert); when zero
+	// the row is read.
+	WriteUS int64
+	// Create creates the table when it is missing, before the first write.
+	Create bool
 }
 
 // Select is a selector query and how many of its rows to take.
@@ -33,6 +47,9 @@ type Probe struct {
 	// NumericIDs tells that the ids come from an integer column, so that an
 	// engine that compares text and numbers loosely gets numbers.
 	NumericIDs bool
+	// Versions makes the validator's first column a row version rather than
+	// a count: a row back means present, no row means absent.
+	Versions bool
 }
 
 // Response holds what a Request returned.
@@ -43,6 +60,11 @@ type Response struct {
 	Answers []Answer
 	// NumericIDs is true when the selector's id column has an integer type.
 	NumericIDs bool
+	// Versions is true when the selector has a column named version.
+	Versions bool
+	// HeartbeatUS is the heartbeat read, when the row was found.
+	HeartbeatUS    int64
+	HeartbeatFound bool
 }
 
 // Row is one row returned by a selector.
@@ -51,12 +73,17 @@ type Row struct {
 	ID string
 	// TS is the row's own time, from a column named ts; zero when absent.
 	TS time.Time
+	// Version is the text of a column named version; empty when absent or NULL.
+	Version string
 }
 
 // Answer is what a validator said about one id.
 type Answer struct {
-	// Present is true when the count in the first column is above zero.
+	// Present is true when the count in the first column is above zero, or,
+	// for a probe of versions, when the validator returned a row.
 	Present bool
+	// Version is the target's version of the row, for a probe of versions.
+	Version string
 }
 
 // DB is one configured database. Implementations are safe for concurrent use.
@@ -72,9 +99,10 @@ type Stage string
 
 // Stages of a request.
 const (
-	StageConnect  Stage = "connect"
-	StageSelect   Stage = "selector"
-	StageValidate Stage = "validator"
+	StageConnect   Stage = "connect"
+	StageSelect    Stage = "selector"
+	StageValidate  Stage = "validator"
+	StageHeartbeat Stage = "heartbeat"
 )
 
 // Error is a failed request. Its text never holds a password or a DSN.

@@ -13,6 +13,10 @@ import (
 // table t of 100,000 rows (ids 1 to 100000) in database app.
 var testPG *dbtest.PG
 
+// testMy is a MariaDB server shared by the tests of this package, with the
+// same table t in database app, and a table s of text ids.
+var testMy *dbtest.MariaDB
+
 func TestMain(m *testing.M) {
 	code := func() int {
 		if err := dbtest.CheckBinaries(); err != nil {
@@ -51,9 +55,46 @@ func TestMain(m *testing.M) {
 				return 1
 			}
 		}
+		if err := startMariaDB(ctx, dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			if dbtest.RequireDB() {
+				return 1
+			}
+		}
+		if testMy != nil {
+			defer testMy.Close()
+		}
 		return m.Run()
 	}()
 	os.Exit(code)
+}
+
+// startMariaDB starts testMy, unless the MariaDB binaries are missing.
+func startMariaDB(ctx context.Context, dir string) error {
+	if err := dbtest.CheckMariaDB(); err != nil {
+		return err
+	}
+	my, err := dbtest.StartMariaDB(ctx, "db-mariadb", dir, 1)
+	if err != nil {
+		return err
+	}
+	testMy = my
+	if err := my.Exec(ctx, "create database app"); err != nil {
+		return err
+	}
+	for _, q := range []string{
+		"create table app.t (id bigint primary key, note text, " +
+			"ts timestamp(6) not null default current_timestamp(6))",
+		"insert into app.t (id, note) select seq, concat('row ', seq) from seq_1_to_100000",
+		"create table app.s (id varchar(64) primary key, version int not null default 1)",
+		"create user monitor@'%' identified by 'Monitor-pw-9'",
+		"grant select on app.* to monitor@'%'",
+	} {
+		if err := my.ExecDB(ctx, "app", q); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func ensureApp(ctx context.Context) error { return dbtest.EnsureDB(ctx, testPG, "app") }
@@ -66,6 +107,26 @@ func needPG(tb testing.TB) *dbtest.PG {
 		tb.Fatal("test server not started")
 	}
 	return testPG
+}
+
+// needMy returns the shared MariaDB server, or skips the test when there is none.
+func needMy(tb testing.TB) *dbtest.MariaDB {
+	tb.Helper()
+	dbtest.SkipIfMariaDBMissing(tb)
+	if testMy == nil {
+		tb.Fatal("MariaDB test server not started")
+	}
+	return testMy
+}
+
+func openMy(tb testing.TB, dsn, password string) *MySQL {
+	tb.Helper()
+	m, err := NewMySQL(MySQLOptions{DSN: dsn, Password: password, MaxConns: 4})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(m.Close)
+	return m
 }
 
 func openTest(tb testing.TB, dsn string) *Postgres {

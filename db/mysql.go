@@ -41,10 +41,16 @@ const killTimeout = 2 * time.Second
 // validator for every id. They travel in one message and their results come
 // back in one round trip. Ids are sent as literals, written so that no id can
 // change the statement: integers as numbers, everything else as hex strings.
+//
+// The validator runs as a correlated subquery over the list of ids, planned
+// once for all of them. A validator that cannot (more than one column or
+// row, or ? inside a derived table) is run instead as a UNION ALL with one
+// branch per id, from the first time the server refuses the subquery.
 type MySQL struct {
 	db        *sql.DB
 	connector *mysqlConnector
 	kills     sync.WaitGroup
+	unions    sync.Map // validators that run as a UNION ALL
 }
 
 // NewMySQL prepares a pool. It does not connect: connections are made on
@@ -113,12 +119,36 @@ func (m *MySQL) Do(ctx context.Context, req Request) (Response, error) {
 			Err: errors.New("connection lost")}
 	}
 
-	text := m.requestText(info, req)
-	resp, err := m.run(ctx, conn, text, req)
+	resp, err := m.run(ctx, conn, m.requestText(info, req), req)
+	if err != nil && ctx.Err() == nil && m.needsUnion(req, err) {
+		m.unions.Store(req.Probe.Query, true)
+		resp, err = m.run(ctx, conn, m.requestText(info, req), req)
+	}
 	if err != nil && ctx.Err() != nil {
 		m.kill(info.id)
 	}
 	return resp, err
+}
+
+// needsUnion reports whether err is the server refusing to run the
+// validator of req as a subquery.
+func (m *MySQL) needsUnion(req Request, err error) bool {
+	var e *Error
+	var myErr *mysql.MySQLError
+	if req.Probe == nil || !errors.As(err, &e) || e.Stage != StageValidate ||
+		!errors.As(err, &myErr) {
+		return false
+	}
+	if _, ok := m.unions.Load(req.Probe.Query); ok {
+		return false
+	}
+	switch myErr.Number {
+	case 1241, // operand should contain 1 column
+		1242, // subquery returns more than 1 row
+		1054: // unknown column: ? inside a derived table
+		return true
+	}
+	return false
 }
 
 // requestText writes the statements of req as one text.
@@ -138,16 +168,57 @@ func (m *MySQL) requestText(c *mysqlConn, req Request) string {
 		b.WriteString("\n;\n")
 	}
 	if req.Probe != nil && len(req.Probe.IDs) > 0 {
-		b.WriteString(mysqlProbe(req.Probe))
-		b.WriteString("\n;")
+		if _, union := m.unions.Load(req.Probe.Query); union {
+			b.WriteString(mysqlUnionProbe(req.Probe))
+		} else {
+			b.WriteString(mysqlProbe(req.Probe))
+		}
+		b.WriteString("\n;\n")
+	}
+	// The heartbeat comes last: a write returns no result, so its error is
+	// told apart from the others' by coming after all of them.
+	if hb := req.Heartbeat; hb != nil {
+		origin := mysqlLiteral(hb.Origin, false)
+		switch {
+		case hb.WriteUS != 0:
+			if hb.Create {
+				b.WriteString("create table if not exists " + hb.Table +
+					" (origin varchar(255) primary key, ts_us bigint not null);\n")
+			}
+			fmt.Fprintf(&b, "insert into %s (origin, ts_us) values (%s, %d)"+
+				" on duplicate key update ts_us = %d;\n", hb.Table, origin, hb.WriteUS, hb.WriteUS)
+		default:
+			fmt.Fprintf(&b, "select ts_us from %s where origin = %s;\n", hb.Table, origin)
+		}
 	}
 	return b.String()
 }
 
-// mysqlProbe writes one statement that runs the validator once per id: a
-// UNION ALL of the validator, each branch with one id in place of ? and
-// numbered by the id's place in the list.
+// mysqlProbe writes one statement that runs the validator once per id: the
+// validator, with the id column of a derived table of ids in place of ?, is
+// a subquery in the select list, and each row carries the id's place in the
+// list.
 func mysqlProbe(p *Probe) string {
+	var b strings.Builder
+	b.WriteString("select spengler_ids.spengler_ord, (\n")
+	b.WriteString(sqlscan.Replace(p.Query, sqlscan.MySQL, "?", "spengler_ids.spengler_id"))
+	b.WriteString("\n) from (")
+	for i, id := range p.IDs {
+		if i == 0 {
+			fmt.Fprintf(&b, "select 1 as spengler_ord, %s as spengler_id",
+				mysqlLiteral(id, p.NumericIDs))
+			continue
+		}
+		fmt.Fprintf(&b, " union all select %d, %s", i+1, mysqlLiteral(id, p.NumericIDs))
+	}
+	b.WriteString(") as spengler_ids")
+	return b.String()
+}
+
+// mysqlUnionProbe writes one statement that runs the validator once per
+// id: a UNION ALL of the validator, each branch with one id in place of ?
+// and numbered by the id's place in the list.
+func mysqlUnionProbe(p *Probe) string {
 	var b strings.Builder
 	for i, id := range p.IDs {
 		if i > 0 {
@@ -186,13 +257,16 @@ func isInteger(s string) bool {
 
 // run sends the request's text and reads its results.
 func (m *MySQL) run(ctx context.Context, conn *sql.Conn, text string, req Request) (Response, error) {
-	firstStage := StageValidate
-	if req.Select != nil {
-		firstStage = StageSelect
+	first := StageHeartbeat
+	switch {
+	case req.Select != nil:
+		first = StageSelect
+	case req.Probe != nil && len(req.Probe.IDs) > 0:
+		first = StageValidate
 	}
 	rows, err := conn.QueryContext(ctx, text)
 	if err != nil {
-		return Response{}, mysqlError(ctx, firstStage, err)
+		return Response{}, mysqlError(ctx, first, err)
 	}
 	defer rows.Close()
 
@@ -212,70 +286,96 @@ func (m *MySQL) run(ctx context.Context, conn *sql.Conn, text string, req Reques
 		if err := next(StageSelect); err != nil {
 			return Response{}, err
 		}
-		if resp.Rows, resp.NumericIDs, err = mysqlSelection(ctx, rows, req.Select.MaxRows); err != nil {
+		sel, err := mysqlSelection(ctx, rows, req.Select.MaxRows)
+		if err != nil {
 			return Response{}, err
 		}
+		resp.Rows, resp.NumericIDs, resp.Versions = sel.rows, sel.numeric, sel.versions
 	}
 	if req.Probe != nil && len(req.Probe.IDs) > 0 {
 		if err := next(StageValidate); err != nil {
 			return Response{}, err
 		}
-		if resp.Answers, err = mysqlAnswers(ctx, rows, req.Probe.IDs); err != nil {
+		if resp.Answers, err = mysqlAnswers(ctx, rows, req.Probe); err != nil {
 			return Response{}, err
 		}
 	}
+	if hb := req.Heartbeat; hb != nil {
+		if hb.WriteUS != 0 {
+			// The write has no result set: advancing past the last one
+			// reports its error, if any.
+			if started && rows.NextResultSet() {
+				return Response{}, &Error{Stage: StageHeartbeat,
+					Err: errors.New("the server sent more results than statements")}
+			}
+			if err := rows.Err(); err != nil {
+				return Response{}, mysqlError(ctx, StageHeartbeat, err)
+			}
+		} else {
+			if err := next(StageHeartbeat); err != nil {
+				return Response{}, err
+			}
+			for rows.Next() {
+				var us int64
+				if err := rows.Scan(&us); err != nil {
+					return Response{}, &Error{Stage: StageHeartbeat, Err: err}
+				}
+				resp.HeartbeatUS, resp.HeartbeatFound = us, true
+			}
+			if err := rows.Err(); err != nil {
+				return Response{}, mysqlError(ctx, StageHeartbeat, err)
+			}
+		}
+	}
 	if err := rows.Close(); err != nil {
-		return Response{}, mysqlError(ctx, StageValidate, err)
+		return Response{}, mysqlError(ctx, StageHeartbeat, err)
 	}
 	return resp, nil
 }
 
-func mysqlSelection(ctx context.Context, rows *sql.Rows, maxRows int) ([]Row, bool, error) {
+func mysqlSelection(ctx context.Context, rows *sql.Rows, maxRows int) (selection, error) {
+	var sel selection
 	cols, err := rows.ColumnTypes()
 	if err != nil {
-		return nil, false, mysqlError(ctx, StageSelect, err)
+		return sel, mysqlError(ctx, StageSelect, err)
 	}
 	if len(cols) == 0 {
-		return nil, false, &Error{Stage: StageSelect, Err: errors.New("selector returned no columns")}
+		return sel, &Error{Stage: StageSelect, Err: errors.New("selector returned no columns")}
 	}
-	tsCol := -1
+	tsCol, versionCol := -1, -1
 	for i, c := range cols {
-		if i > 0 && c.Name() == "ts" {
+		switch {
+		case i == 0:
+			sel.numeric = isIntegerType(c.DatabaseTypeName())
+		case c.Name() == "ts":
 			tsCol = i
+		case c.Name() == "version":
+			versionCol = i
 		}
 	}
-	numeric := isIntegerType(cols[0].DatabaseTypeName())
+	sel.versions = versionCol >= 0
 	vals := make([]any, len(cols))
 	ptrs := make([]any, len(cols))
 	for i := range vals {
 		ptrs[i] = &vals[i]
 	}
-	var out []Row
 	for rows.Next() {
-		if len(out) >= maxRows {
+		if len(sel.rows) >= maxRows {
 			continue // drain: the rest of the result is already on its way
 		}
 		if err := rows.Scan(ptrs...); err != nil {
-			return nil, false, &Error{Stage: StageSelect, Err: err}
+			return sel, &Error{Stage: StageSelect, Err: err}
 		}
-		id, ok := Text(vals[0])
-		if !ok {
-			return nil, false, &Error{Stage: StageSelect, Err: ErrNullID}
+		row, err := makeRow(vals, tsCol, versionCol, mysqlTime)
+		if err != nil {
+			return sel, err
 		}
-		row := Row{ID: id}
-		if tsCol >= 0 && vals[tsCol] != nil {
-			ts, err := mysqlTime(vals[tsCol])
-			if err != nil {
-				return nil, false, &Error{Stage: StageSelect, Err: err}
-			}
-			row.TS = ts
-		}
-		out = append(out, row)
+		sel.rows = append(sel.rows, row)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, false, mysqlError(ctx, StageSelect, err)
+		return sel, mysqlError(ctx, StageSelect, err)
 	}
-	return out, numeric, nil
+	return sel, nil
 }
 
 // isIntegerType reports whether a MySQL column type holds integers.
@@ -305,7 +405,8 @@ func mysqlTime(v any) (time.Time, error) {
 	return toTime(v)
 }
 
-func mysqlAnswers(ctx context.Context, rows *sql.Rows, ids []string) ([]Answer, error) {
+func mysqlAnswers(ctx context.Context, rows *sql.Rows, probe *Probe) ([]Answer, error) {
+	ids := probe.IDs
 	cols, err := rows.Columns()
 	if err != nil {
 		return nil, mysqlError(ctx, StageValidate, err)
@@ -334,20 +435,14 @@ func mysqlAnswers(ctx context.Context, rows *sql.Rows, ids []string) ([]Answer, 
 			continue // the validator returned more than one row: the first counts
 		}
 		seen[i] = true
-		if answers[i], err = answer(vals[1], ids[i]); err != nil {
+		if answers[i], err = answer(vals[1], ids[i], probe.Versions); err != nil {
 			return nil, err
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, mysqlError(ctx, StageValidate, err)
 	}
-	for i, ok := range seen {
-		if !ok {
-			return nil, &Error{Stage: StageValidate,
-				Err: fmt.Errorf("validator returned no row for id %q", ids[i])}
-		}
-	}
-	return answers, nil
+	return answers, unanswered(seen, probe)
 }
 
 // kill stops the query of connection id on the server, from a connection of

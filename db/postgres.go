@@ -41,8 +41,9 @@ const cancelGrace = 250 * time.Millisecond
 // statement timeout, the selector and the probe of every id travel together
 // and come back in one round trip, inside one implicit transaction.
 type Postgres struct {
-	pool  *pgxpool.Pool
-	types sync.Map // validator -> SQL type name of its parameter
+	pool   *pgxpool.Pool
+	types  sync.Map // validator -> SQL type name of its parameter
+	tables sync.Map // heartbeat tables created (or found) by this pool
 }
 
 // NewPostgres prepares a pool. It does not connect: connections are made on
@@ -91,12 +92,31 @@ func (p *Postgres) Do(ctx context.Context, req Request) (Response, error) {
 	defer conn.Release()
 
 	b := &pgx.Batch{}
+	var stages []stagedQuery // the batch's statements after the timeout
 	if req.Timeout > 0 {
 		ms := max(req.Timeout.Milliseconds(), 1)
 		b.Queue(setTimeout, strconv.FormatInt(ms, 10))
 	}
+	hb := req.Heartbeat
+	if hb != nil && hb.WriteUS != 0 {
+		if hb.Create && !p.created(hb.Table) {
+			// Once per pool and table, before the batch: statements of a
+			// batch are prepared before any runs.
+			_, err := conn.Exec(ctx, "create table if not exists "+hb.Table+
+				" (origin text primary key, ts_us bigint not null)")
+			if err != nil {
+				return Response{}, p.fail(conn, req, pgError(ctx, StageHeartbeat, err))
+			}
+			p.tables.Store(hb.Table, true)
+		}
+		q := "insert into " + hb.Table + " (origin, ts_us) values ($1, $2)" +
+			" on conflict (origin) do update set ts_us = excluded.ts_us"
+		b.Queue(q, hb.Origin, hb.WriteUS)
+		stages = append(stages, stagedQuery{StageHeartbeat, q})
+	}
 	if req.Select != nil {
 		b.Queue(req.Select.Query)
+		stages = append(stages, stagedQuery{StageSelect, req.Select.Query})
 	}
 	if req.Probe != nil && len(req.Probe.IDs) > 0 {
 		typ, err := p.paramType(ctx, conn, req.Probe.Query)
@@ -104,6 +124,11 @@ func (p *Postgres) Do(ctx context.Context, req Request) (Response, error) {
 			return Response{}, p.fail(conn, req, err)
 		}
 		b.Queue(probeQuery(req.Probe.Query, typ), req.Probe.IDs)
+	}
+	if hb != nil && hb.WriteUS == 0 {
+		q := "select ts_us from " + hb.Table + " where origin = $1"
+		b.Queue(q, hb.Origin)
+		stages = append(stages, stagedQuery{StageHeartbeat, q})
 	}
 
 	br := conn.SendBatch(ctx, b)
@@ -113,9 +138,42 @@ func (p *Postgres) Do(ctx context.Context, req Request) (Response, error) {
 		err = pgError(ctx, StageValidate, closeErr)
 	}
 	if err != nil {
+		p.placeError(ctx, conn, stages, err)
 		return Response{}, p.fail(conn, req, err)
 	}
 	return resp, nil
+}
+
+// stagedQuery is a statement of a batch and the stage it belongs to.
+type stagedQuery struct {
+	stage Stage
+	sql   string
+}
+
+// placeError finds the statement that a batch's SQL error belongs to. The
+// statements of a batch are all prepared before the first runs, so an error
+// in preparing any of them comes back as the first statement's: each is
+// then prepared alone, once, to find the one at fault. This costs round
+// trips only when a query is wrong.
+func (p *Postgres) placeError(ctx context.Context, conn *pgxpool.Conn, stages []stagedQuery, err error) {
+	var e *Error
+	var pgErr *pgconn.PgError
+	if len(stages) < 2 || !errors.As(err, &e) || e.Stage != stages[0].stage ||
+		!errors.As(err, &pgErr) || ctx.Err() != nil {
+		return
+	}
+	for _, sq := range stages {
+		if _, perr := conn.Conn().PgConn().Prepare(ctx, "", sq.sql, nil); perr != nil {
+			e.Stage = sq.stage
+			return
+		}
+	}
+}
+
+// created reports whether this pool has created (or found) table.
+func (p *Postgres) created(table string) bool {
+	_, ok := p.tables.Load(table)
+	return ok
 }
 
 // fail cleans up after a failed request: a connection that did not answer
@@ -176,87 +234,135 @@ func probeQuery(validator, typ string) string {
 
 func readBatch(ctx context.Context, br pgx.BatchResults, req Request) (Response, error) {
 	var resp Response
+	hb := req.Heartbeat
 	if req.Timeout > 0 {
 		if _, err := br.Exec(); err != nil {
-			stage := StageValidate
-			if req.Select != nil {
-				stage = StageSelect
-			}
-			return resp, pgError(ctx, stage, err)
+			return resp, pgError(ctx, firstStage(req), err)
+		}
+	}
+	if hb != nil && hb.WriteUS != 0 {
+		if _, err := br.Exec(); err != nil {
+			return resp, pgError(ctx, StageHeartbeat, err)
 		}
 	}
 	if req.Select != nil {
-		rows, numeric, err := readSelection(ctx, br, req.Select.MaxRows)
+		sel, err := readSelection(ctx, br, req.Select.MaxRows)
 		if err != nil {
 			return resp, err
 		}
-		resp.Rows, resp.NumericIDs = rows, numeric
+		resp.Rows, resp.NumericIDs, resp.Versions = sel.rows, sel.numeric, sel.versions
 	}
 	if req.Probe != nil && len(req.Probe.IDs) > 0 {
-		answers, err := readAnswers(ctx, br, req.Probe.IDs)
+		answers, err := readAnswers(ctx, br, req.Probe)
 		if err != nil {
 			return resp, err
 		}
 		resp.Answers = answers
 	}
+	if hb != nil && hb.WriteUS == 0 {
+		err := br.QueryRow().Scan(&resp.HeartbeatUS)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return resp, pgError(ctx, StageHeartbeat, err)
+		default:
+			resp.HeartbeatFound = true
+		}
+	}
 	return resp, nil
 }
 
-func readSelection(ctx context.Context, br pgx.BatchResults, maxRows int) ([]Row, bool, error) {
+// firstStage is the stage of the first query of req after the timeout.
+func firstStage(req Request) Stage {
+	switch {
+	case req.Heartbeat != nil && req.Heartbeat.WriteUS != 0:
+		return StageHeartbeat
+	case req.Select != nil:
+		return StageSelect
+	case req.Probe != nil:
+		return StageValidate
+	default:
+		return StageHeartbeat
+	}
+}
+
+// selection is what a selector returned.
+type selection struct {
+	rows     []Row
+	numeric  bool // the id column has an integer type
+	versions bool // there is a version column
+}
+
+func readSelection(ctx context.Context, br pgx.BatchResults, maxRows int) (selection, error) {
+	var sel selection
 	rows, err := br.Query()
 	if err != nil {
-		return nil, false, pgError(ctx, StageSelect, err)
+		return sel, pgError(ctx, StageSelect, err)
 	}
 	defer rows.Close()
 
-	tsCol := -1
-	numeric := false
+	tsCol, versionCol := -1, -1
 	for i, fd := range rows.FieldDescriptions() {
-		if i == 0 {
+		switch {
+		case i == 0:
 			switch fd.DataTypeOID {
 			case pgtype.Int2OID, pgtype.Int4OID, pgtype.Int8OID:
-				numeric = true
+				sel.numeric = true
 			}
-		}
-		if i > 0 && fd.Name == "ts" {
+		case fd.Name == "ts":
 			tsCol = i
+		case fd.Name == "version":
+			versionCol = i
 		}
 	}
-	var out []Row
+	sel.versions = versionCol >= 0
 	for rows.Next() {
-		if len(out) >= maxRows {
+		if len(sel.rows) >= maxRows {
 			continue // drain: the rest of the result is already on its way
 		}
 		vals, err := rows.Values()
 		if err != nil {
-			return nil, false, &Error{Stage: StageSelect, Err: err}
+			return sel, &Error{Stage: StageSelect, Err: err}
 		}
 		if len(vals) == 0 {
-			return nil, false, &Error{Stage: StageSelect, Err: errors.New("selector returned no columns")}
+			return sel, &Error{Stage: StageSelect, Err: errors.New("selector returned no columns")}
 		}
-		id, ok := Text(vals[0])
-		if !ok {
-			return nil, false, &Error{Stage: StageSelect, Err: ErrNullID}
+		row, err := makeRow(vals, tsCol, versionCol, toTime)
+		if err != nil {
+			return sel, err
 		}
-		row := Row{ID: id}
-		if tsCol >= 0 && vals[tsCol] != nil {
-			ts, err := toTime(vals[tsCol])
-			if err != nil {
-				return nil, false, &Error{Stage: StageSelect, Err: err}
-			}
-			row.TS = ts
-		}
-		out = append(out, row)
+		sel.rows = append(sel.rows, row)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, false, pgError(ctx, StageSelect, err)
+		return sel, pgError(ctx, StageSelect, err)
 	}
-	return out, numeric, nil
+	return sel, nil
+}
+
+// makeRow builds a Row from the values of a selector's row.
+func makeRow(vals []any, tsCol, versionCol int, conv func(any) (time.Time, error)) (Row, error) {
+	id, ok := Text(vals[0])
+	if !ok {
+		return Row{}, &Error{Stage: StageSelect, Err: ErrNullID}
+	}
+	row := Row{ID: id}
+	if tsCol >= 0 && vals[tsCol] != nil {
+		ts, err := conv(vals[tsCol])
+		if err != nil {
+			return Row{}, &Error{Stage: StageSelect, Err: err}
+		}
+		row.TS = ts
+	}
+	if versionCol >= 0 {
+		row.Version, _ = Text(vals[versionCol])
+	}
+	return row, nil
 }
 
 // readAnswers reads the result of a probe: one row per id that the
 // validator returned a row for, numbered by the id's place in the list.
-func readAnswers(ctx context.Context, br pgx.BatchResults, ids []string) ([]Answer, error) {
+func readAnswers(ctx context.Context, br pgx.BatchResults, probe *Probe) ([]Answer, error) {
+	ids := probe.IDs
 	rows, err := br.Query()
 	if err != nil {
 		return nil, pgError(ctx, StageValidate, err)
@@ -279,7 +385,7 @@ func readAnswers(ctx context.Context, br pgx.BatchResults, ids []string) ([]Answ
 			continue // the validator returned more than one row: the first counts
 		}
 		seen[i] = true
-		a, err := answer(vals[1], ids[i])
+		a, err := answer(vals[1], ids[i], probe.Versions)
 		if err != nil {
 			return nil, err
 		}
@@ -288,18 +394,32 @@ func readAnswers(ctx context.Context, br pgx.BatchResults, ids []string) ([]Answ
 	if err := rows.Err(); err != nil {
 		return nil, pgError(ctx, StageValidate, err)
 	}
-	for i, ok := range seen {
-		if !ok {
-			return nil, &Error{Stage: StageValidate,
-				Err: fmt.Errorf("validator returned no row for id %q", ids[i])}
-		}
-	}
-	return answers, nil
+	return answers, unanswered(seen, probe)
 }
 
-// answer reads the first column a validator returned for id: a count.
-func answer(v any, id string) (Answer, error) {
+// unanswered checks that the validator returned a row for every id. A
+// probe of versions has no row for an absent id; a count always has one.
+func unanswered(seen []bool, probe *Probe) error {
+	if probe.Versions {
+		return nil
+	}
+	for i, ok := range seen {
+		if !ok {
+			return &Error{Stage: StageValidate,
+				Err: fmt.Errorf("validator returned no row for id %q", probe.IDs[i])}
+		}
+	}
+	return nil
+}
+
+// answer reads the first column a validator returned for id: a count, or
+// the target's version of the row.
+func answer(v any, id string, versions bool) (Answer, error) {
 	text, ok := Text(v)
+	if versions {
+		// A NULL version is no version: the row counts as absent.
+		return Answer{Present: ok, Version: text}, nil
+	}
 	if !ok {
 		return Answer{}, &Error{Stage: StageValidate,
 			Err: fmt.Errorf("validator returned NULL for id %q; it must return a count", id)}

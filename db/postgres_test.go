@@ -297,3 +297,80 @@ func TestPostgresOneRoundTripPerRequest(t *testing.T) {
 		}
 	}
 }
+
+func TestPostgresHeartbeatAndVersions(t *testing.T) {
+	pg := needPG(t)
+	ctx := t.Context()
+	for _, q := range []string{
+		"create role hb_monitor login",
+		"grant select on t to hb_monitor",
+		"create table if not exists vs (id text primary key, version int not null)",
+		"insert into vs values ('v1', 7), ('v2', 8) on conflict do nothing",
+		"grant select on vs to hb_monitor",
+	} {
+		if err := pg.ExecDB(ctx, "app", q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := openTest(t, pg.DSN("app"))
+	hb := func(write int64) *Heartbeat {
+		return &Heartbeat{Table: "hb", Origin: "pair:east", WriteUS: write, Create: true}
+	}
+	if _, err := p.Do(ctx, Request{Heartbeat: hb(0)}); err == nil ||
+		!strings.Contains(err.Error(), `heartbeat: ERROR: relation "hb" does not exist`) {
+		t.Fatalf("reading a missing table: %v, want an error", err)
+	}
+	for _, us := range []int64{1_700_000_000_000_001, 1_700_000_000_000_002} {
+		if _, err := p.Do(ctx, Request{Timeout: time.Second,
+			Select:    &Select{Query: "select id from t order by id desc limit 1", MaxRows: 1},
+			Heartbeat: hb(us)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := p.Do(ctx, Request{Probe: &Probe{Query: "select count(*) from t where id = $1",
+		IDs: []string{"1"}}, Heartbeat: hb(0)})
+	if err != nil || !resp.HeartbeatFound || resp.HeartbeatUS != 1_700_000_000_000_002 ||
+		!resp.Answers[0].Present {
+		t.Fatalf("heartbeat read: %+v %v, want the last write", resp, err)
+	}
+
+	// A monitor without write permission gets a clear error.
+	ro := openTest(t, "postgres://hb_monitor@127.0.0.1:"+itoa(pg.Port)+"/app?sslmode=disable")
+	_, err = ro.Do(ctx, Request{Select: &Select{Query: "select id from t limit 1", MaxRows: 1},
+		Heartbeat: &Heartbeat{Table: "hb", Origin: "x:y", WriteUS: 5}})
+	if err == nil || err.Error() != "heartbeat: ERROR: permission denied for table hb (SQLSTATE 42501)" {
+		t.Errorf("write without permission: %v", err)
+	}
+
+	resp, err = ro.Do(ctx, Request{
+		Select: &Select{Query: "select id, version from vs order by id", MaxRows: 5},
+		Probe: &Probe{Query: "select version from vs where id = $1",
+			IDs: []string{"v1", "v2", "v3"}, Versions: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !resp.Versions || resp.Rows[1].Version != "8" {
+		t.Errorf("selection %+v, want versions", resp)
+	}
+	want := []Answer{{Present: true, Version: "7"}, {Present: true, Version: "8"}, {}}
+	if diff := cmp.Diff(want, resp.Answers); diff != "" {
+		t.Errorf("answers (-want +got):\n%s", diff)
+	}
+}
+
+func TestPostgresErrorNamesItsStatement(t *testing.T) {
+	pg := needPG(t)
+	p := openTest(t, pg.DSN("app"))
+	_, err := p.Do(t.Context(), Request{Timeout: time.Second,
+		Select:    &Select{Query: "select id from nope", MaxRows: 1},
+		Heartbeat: &Heartbeat{Table: "hb_stage", Origin: "a", WriteUS: 3, Create: true}})
+	if err == nil || !strings.HasPrefix(err.Error(), `selector: ERROR: relation "nope"`) {
+		t.Errorf("bad selector after a heartbeat write: %v, want a selector error", err)
+	}
+	_, err = p.Do(t.Context(), Request{Timeout: time.Second,
+		Select:    &Select{Query: "select id from t limit 1", MaxRows: 1},
+		Heartbeat: &Heartbeat{Table: "hb_absent", Origin: "a", WriteUS: 3}})
+	if err == nil || !strings.HasPrefix(err.Error(), `heartbeat: ERROR: relation "hb_absent"`) {
+		t.Errorf("missing heartbeat table: %v, want a heartbeat error", err)
+	}
+}

@@ -42,7 +42,7 @@ func Text(v any) (string, bool) {
 	case bool:
 		return strconv.FormatBool(x), true
 	case time.Time:
-		return x.Format(time.RFC3339Nano), true
+		return x.UTC().Format(time.RFC3339Nano), true
 	case [16]byte:
 		return uuidText(x), true
 	case pgtype.Numeric:

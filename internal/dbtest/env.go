@@ -163,11 +163,11 @@ var shared struct {
 	err  error
 }
 
-// Main runs the tests of a package whose tests use SharedEnv and returns the exit
-// code; call it from TestMain as os.Exit(dbtest.Main(m)). It closes the shared
-// Env, if a test started one, after the tests have run. When the PostgreSQL
-// binaries are missing it says so first; the tests that need them then skip, or
-// fail when SPENGLER_REQUIRE_DB=1.
+// Main runs the tests of a package whose tests use SharedEnv or SharedMariaEnv and
+// returns the exit code; call it from TestMain as os.Exit(dbtest.Main(m)). It
+// closes the shared Env and MariaEnv, if a test started them, after the tests
+// have run. When the PostgreSQL binaries are missing it says so first; the tests
+// that need them then skip, or fail when SPENGLER_REQUIRE_DB=1.
 func Main(m *testing.M) int {
 	if err := CheckBinaries(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -176,6 +176,7 @@ func Main(m *testing.M) int {
 	if shared.env != nil {
 		shared.env.Close()
 	}
+	closeSharedMaria()
 	return code
 }
 
