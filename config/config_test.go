@@ -97,11 +97,15 @@ func goodConfig(file string) *Config {
 				RightToLeft: &DirectionConfig{Selector: custSel5},
 				Interval:    Duration(minute), Timeout: Duration(globalTime),
 				MaxLag: Duration(globalLag), MaxRows: 50,
+				// The selectors differ: each direction's own validator,
+				// rewritten, re-checks the source.
 				Checks: []Direction{
 					{"cdc:customers", LeftToRight, "east", "dc2", custSel, custValMy,
-						minute, globalTime, globalLag, 50, custVal, nil},
+						minute, globalTime, globalLag, 50,
+						"select count(*) from customers where id = $1 and note <> '$1'", nil},
 					{"cdc:customers", RightToLeft, "dc2", "east", custSel5, custVal,
-						minute, globalTime, globalLag, 50, custValMy, nil},
+						minute, globalTime, globalLag, 50,
+						"select count(*) from customers where id = ?", nil},
 				},
 			},
 			{

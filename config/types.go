@@ -115,8 +115,9 @@ type Direction struct {
 	// SourceValidator is the validator in the source's dialect, run on the
 	// source for ids overdue on the target (were they deleted there?). It is
 	// Validator when both sides run the same engine; for a mixed pair it is
-	// the reverse direction's validator, or Validator with its parameter
-	// rewritten for the source's engine.
+	// the reverse direction's validator when both directions have the same
+	// selector, or else Validator with its parameter rewritten for the
+	// source's engine.
 	SourceValidator string
 	// Heartbeat is the direction's heartbeat table; nil when it has none.
 	Heartbeat *Heartbeat

@@ -308,18 +308,24 @@ func (s *source) resolveChecks(c *Config, p *Pair, path string, ltr, rtl bool) {
 // sourceValidator returns the query that asks the source of d whether an id
 // is still there. With one engine on both sides that is the validator. For a
 // mixed pair it is the validator of the reverse direction (reverse is its
-// block), which is written for the source's engine, or else d's validator
-// with its parameter rewritten for that engine.
+// block), which is written for the source's engine, when both directions
+// have the same selector (they check the same rows); or else d's validator
+// with its parameter rewritten for that engine. With different selectors
+// the reverse validator may look in another table, where an id not found
+// would be taken for deleted on the source and never reported missing.
 func sourceValidator(c *Config, p *Pair, d Direction, reverse *DirectionConfig) string {
 	src, tgt := c.Databases[d.Source], c.Databases[d.Target]
 	if src == nil || tgt == nil || src.Driver == tgt.Driver || d.Validator == "" {
 		return d.Validator
 	}
-	rv := p.Validator
+	rv, rsel := p.Validator, p.Selector
 	if reverse != nil && reverse.Validator != "" {
 		rv = reverse.Validator
 	}
-	if rv != "" && validatorProblem(rv, src.Driver, d.Source) == "" {
+	if reverse != nil && reverse.Selector != "" {
+		rsel = reverse.Selector
+	}
+	if rv != "" && rsel == d.Selector && validatorProblem(rv, src.Driver, d.Source) == "" {
 		return rv
 	}
 	return rewriteParam(d.Validator, tgt.Driver, src.Driver)
