@@ -30,8 +30,12 @@ type Reloader struct {
 	lastLoad atomic.Int64 // Unix nanoseconds of the last good load
 }
 
-// NewReloader returns a Reloader of the file at path for engine.
+// NewReloader returns a Reloader of the file at path for engine. A nil log
+// discards the messages.
 func NewReloader(path string, engine *collector.Engine, log *slog.Logger) *Reloader {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return &Reloader{
 		path:   path,
 		engine: engine,

@@ -68,19 +68,8 @@ func (o Options) servePage(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, st)
 		return
 	}
-	data := pageData{Status: st, Version: o.Version, MetricsPath: strings.TrimPrefix(o.MetricsPath, "/"),
-		Counts: map[string]int{}}
-	for _, p := range st.Pairs {
-		for _, d := range p.Directions {
-			if d.InSync {
-				data.Counts["in_sync"]++
-			} else {
-				data.Counts["bad"]++
-			}
-		}
-	}
 	var buf bytes.Buffer
-	if err := pageTmpl.Execute(&buf, data); err != nil {
+	if err := pageTmpl.Execute(&buf, newPageData(st, o.Version, o.MetricsPath)); err != nil {
 		o.Logger.Error("Status page not rendered", "err", err)
 		http.Error(w, "status page: "+err.Error(), http.StatusInternalServerError)
 		return

@@ -41,23 +41,27 @@ type DirectionStatus struct {
 	Source    string `json:"source"`
 	Target    string `json:"target"`
 	// State is in_sync, out_of_sync, error, or unknown before the first check.
-	State           string            `json:"state"`
-	InSync          bool              `json:"in_sync"`
-	Success         bool              `json:"success"`
-	Reason          string            `json:"reason,omitempty"`
-	Error           string            `json:"error,omitempty"`
-	LagSeconds      float64           `json:"lag_seconds"`
-	LastCheck       *time.Time        `json:"last_check"`
-	LastInSync      *time.Time        `json:"last_in_sync"`
-	DurationSeconds float64           `json:"duration_seconds"`
-	RowsSelected    int               `json:"rows_selected"`
-	RowsChecked     int               `json:"rows_checked"`
-	RowsMissing     int               `json:"rows_missing"`
-	RowsPending     int               `json:"rows_pending"`
-	MissingIDs      []string          `json:"missing_ids"`
-	Checks          map[string]uint64 `json:"checks"`
-	IntervalSeconds float64           `json:"interval_seconds"`
-	MaxLagSeconds   float64           `json:"max_lag_seconds"`
+	State           string     `json:"state"`
+	InSync          bool       `json:"in_sync"`
+	Success         bool       `json:"success"`
+	Reason          string     `json:"reason,omitempty"`
+	Error           string     `json:"error,omitempty"`
+	LagSeconds      float64    `json:"lag_seconds"`
+	LastCheck       *time.Time `json:"last_check"`
+	LastInSync      *time.Time `json:"last_in_sync"`
+	DurationSeconds float64    `json:"duration_seconds"`
+	RowsSelected    int        `json:"rows_selected"`
+	RowsChecked     int        `json:"rows_checked"`
+	RowsMissing     int        `json:"rows_missing"`
+	RowsPending     int        `json:"rows_pending"`
+	MissingIDs      []string   `json:"missing_ids"`
+	RowsDivergent   int        `json:"rows_divergent"`
+	DivergentIDs    []string   `json:"divergent_ids"`
+	// HeartbeatAgeSeconds is set for a direction with a heartbeat.
+	HeartbeatAgeSeconds *float64          `json:"heartbeat_age_seconds,omitempty"`
+	Checks              map[string]uint64 `json:"checks"`
+	IntervalSeconds     float64           `json:"interval_seconds"`
+	MaxLagSeconds       float64           `json:"max_lag_seconds"`
 }
 
 // StateUnknown is the state of a direction before its first check.
@@ -67,8 +71,11 @@ func buildStatus(e *collector.Engine, r *Reloader, now time.Time) *Status {
 	st := &Status{GeneratedAt: now.UTC(), Databases: []DatabaseStatus{}, Pairs: []PairStatus{}}
 	if r != nil {
 		st.Config.File = r.path
-		st.Config.LastReloadSuccessful = r.LastError() == nil
-		if err := r.LastError(); err != nil {
+		// Like spengler_config_last_reload_successful: false until a load
+		// has succeeded, and false again after a failed one.
+		err := r.LastError()
+		st.Config.LastReloadSuccessful = err == nil && r.Config() != nil
+		if err != nil {
 			st.Config.LastReloadError = err.Error()
 		}
 		st.Config.LastReloadSuccessTime = timePtr(r.LastSuccess())
@@ -98,6 +105,7 @@ func directionStatus(ds collector.DirectionStatus) DirectionStatus {
 		State:           StateUnknown,
 		Reason:          "not checked yet",
 		MissingIDs:      []string{},
+		DivergentIDs:    []string{},
 		Checks:          map[string]uint64{},
 		IntervalSeconds: c.Interval.Seconds(),
 		MaxLagSeconds:   c.MaxLag.Seconds(),
@@ -120,6 +128,12 @@ func directionStatus(ds collector.DirectionStatus) DirectionStatus {
 	out.RowsMissing = r.RowsMissing
 	out.RowsPending = r.Pending
 	out.MissingIDs = append(out.MissingIDs, r.MissingIDs...)
+	out.RowsDivergent = r.RowsDivergent
+	out.DivergentIDs = append(out.DivergentIDs, r.DivergentIDs...)
+	if r.Heartbeat {
+		age := r.HeartbeatAge.Seconds()
+		out.HeartbeatAgeSeconds = &age
+	}
 	for k, v := range r.Checks {
 		out.Checks[string(k)] = v
 	}
