@@ -47,7 +47,7 @@ var (
 		"How long to wait for a new database connection (checks are bounded by their timeout too).").
 		Default("5s").Duration()
 	shutdownTimeout = kingpin.Flag("web.shutdown-timeout",
-		"How long to wait for HTTP requests in flight at shutdown.").
+		"How long to wait for HTTP requests and checks in flight at shutdown.").
 		Default("5s").Duration()
 	once = kingpin.Flag("once",
 		"Run every check once, wait until rows in flight arrive or max_lag passes, print one line per direction, and exit: 0 all in sync, 2 any out of sync, 3 a check could not run.").
@@ -138,11 +138,25 @@ func run() int {
 			logger.Info("Shutting down")
 			shutdownCtx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
 			defer cancel()
+			// Closing the engine cancels the checks in flight; a database
+			// connection that still does not let go must not keep the process
+			// past the shutdown timeout.
+			stopped := make(chan struct{})
+			go func() {
+				engine.Close()
+				close(stopped)
+			}()
 			if err := srv.Shutdown(shutdownCtx); err != nil {
 				logger.Warn("HTTP server did not shut down cleanly", "err", err)
 			}
-			engine.Close()
-			logger.Info("Stopped")
+			select {
+			case <-stopped:
+				logger.Info("Stopped")
+			case <-shutdownCtx.Done():
+				// The deferred engine.Close would wait for the same connections.
+				logger.Warn("Database connections still closing at the shutdown timeout, exiting")
+				os.Exit(0)
+			}
 			return 0
 		}
 	}
