@@ -23,7 +23,7 @@ build:
 
 ## test: provision the database servers the tests start, then run every test with -race
 test:
-	scripts/provision.sh postgres mariadb
+	scripts/provision.sh postgres mariadb chromium prometheus
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
