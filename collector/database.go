@@ -24,8 +24,6 @@ type database struct {
 	cfg  config.Database
 	conn db.DB
 	up   atomic.Int32
-	// refs counts the directions using this database; guarded by Engine.mu.
-	refs int
 }
 
 // do runs a request and records whether the database answered.

@@ -35,7 +35,9 @@ type direction struct {
 	target     *database
 	clock      Clock
 	maxPending int
-	redact     func(string) string
+	// redact takes secrets out of error texts; a reload replaces it while
+	// a check may be reading it.
+	redact atomic.Pointer[redactor]
 
 	mu      sync.Mutex // held for the whole of a check
 	pending map[string]time.Time
@@ -61,19 +63,28 @@ type direction struct {
 }
 
 func newDirection(cfg config.Direction, source, target *database, clock Clock,
-	redact func(string) string) *direction {
-	return &direction{
+	redact redactor) *direction {
+	d := &direction{
 		cfg:        cfg,
 		source:     source,
 		target:     target,
 		clock:      clock,
 		maxPending: DefaultMaxPending,
-		redact:     redact,
 		pending:    make(map[string]time.Time),
 		arrived:    make(map[string]bool),
 		diverged:   make(map[string]time.Time),
 		checks:     make(map[State]uint64),
 	}
+	d.redact.Store(&redact)
+	return d
+}
+
+// rebind points the direction at new connections to its databases, keeping
+// everything it has seen. No check of it may run in the background.
+func (d *direction) rebind(source, target *database) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.source, d.target = source, target
 }
 
 // Latest returns the result of the latest check, or nil before the first.
@@ -304,7 +315,10 @@ func (d *direction) trimPending() {
 
 // settleOverdue decides about the ids still pending after the target was
 // asked: an overdue id that the source no longer has was deleted there and
-// is dropped; any other overdue id is missing.
+// is dropped; an overdue id that the source still has is missing. An id
+// that became overdue during this check has not been asked about on the
+// source yet: it is neither, and its age keeps the direction out of sync
+// until the next check asks.
 func (d *direction) settleOverdue(r *Result, onSource map[string]bool) {
 	now := d.clock.Now()
 	var missing []string
@@ -312,11 +326,14 @@ func (d *direction) settleOverdue(r *Result, onSource map[string]bool) {
 		if now.Sub(since) <= d.cfg.MaxLag {
 			continue
 		}
-		if present, asked := onSource[id]; asked && !present {
+		present, asked := onSource[id]
+		switch {
+		case !asked:
+		case !present:
 			delete(d.pending, id)
-			continue
+		default:
+			missing = append(missing, id)
 		}
-		missing = append(missing, id)
 	}
 	d.sortBySince(missing)
 	r.RowsMissing = len(missing)
@@ -346,7 +363,7 @@ func (d *direction) finish(r *Result, start time.Time, err error) *Result {
 	switch {
 	case err != nil:
 		r.State = StateError
-		r.Error = d.redact(err.Error())
+		r.Error = (*d.redact.Load())(err.Error())
 		r.Reason = r.Error
 	case r.Heartbeat && !r.HeartbeatFound:
 		r.State = StateOutOfSync

@@ -177,6 +177,35 @@ func TestCheckOverdueRowGoneFromSourceIsDropped(t *testing.T) {
 	}
 }
 
+func TestCheckRowOverdueDuringCheckIsAskedOnSourceFirst(t *testing.T) {
+	h := newHarness(t)
+	h.write(true)
+	h.check(t)
+	id := h.write(false)
+	h.check(t)
+	for range 6 { // push the row out of the selection (max_rows 5)
+		h.write(true)
+	}
+	h.src.remove(id) // deleted on the source: it will never arrive
+	h.clock.Advance(testMaxLag - time.Second)
+	h.tgt.hook = func(db.Request) { h.clock.Advance(2 * time.Second) }
+	r := h.check(t)
+	h.tgt.hook = nil
+	if r.InSync || r.RowsMissing != 0 || r.Pending != 1 {
+		t.Fatalf("got %+v, want out of sync by age, not missing: the source was not asked yet", r)
+	}
+	if !strings.Contains(r.Reason, "older than max_lag") {
+		t.Errorf("reason %q, want the age of the oldest pending row", r.Reason)
+	}
+	r = h.check(t)
+	if probe := h.src.lastRequest().Probe; probe == nil || !cmp.Equal(probe.IDs, []string{id}) {
+		t.Fatalf("source was asked about %+v, want the overdue id %q", probe, id)
+	}
+	if !r.InSync || r.Pending != 0 {
+		t.Errorf("got %+v, want the deleted row dropped once the source was asked", r)
+	}
+}
+
 func TestCheckAsksTargetAboutSelectedAndPending(t *testing.T) {
 	h := newHarness(t)
 	h.write(true)
@@ -260,7 +289,8 @@ func TestCheckSourceErrorAddsNothing(t *testing.T) {
 
 func TestCheckRedactsErrors(t *testing.T) {
 	h := newHarness(t)
-	h.dir.redact = strings.NewReplacer("hunter2", "<secret>").Replace
+	redact := redactor(strings.NewReplacer("hunter2", "<secret>").Replace)
+	h.dir.redact.Store(&redact)
 	h.src.fail(errors.New("password hunter2 rejected"))
 	if r := h.check(t); strings.Contains(r.Error, "hunter2") {
 		t.Fatalf("error %q holds the password", r.Error)

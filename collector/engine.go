@@ -100,11 +100,13 @@ func New(opts Options) *Engine {
 // ErrClosed is returned by the methods of an Engine that was closed.
 var ErrClosed = errors.New("engine closed")
 
-// Apply makes cfg the running configuration. Directions whose settings and
-// databases did not change keep their state (pending ids, last in sync,
-// counters) and their schedule; removed ones stop; new ones start (when the
-// engine is started). Databases whose settings changed get new connections,
-// and databases no direction uses any more are closed.
+// Apply makes cfg the running configuration. Directions whose settings did
+// not change keep their state (pending ids, last in sync, counters); those
+// whose databases changed get the new connections and keep their state too.
+// Removed directions stop; new ones start (when the engine is started).
+// Databases whose settings changed get new connections, and databases that
+// no direction uses any more are closed. A database that no pair names is
+// not opened.
 func (e *Engine) Apply(cfg *config.Config) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -112,8 +114,75 @@ func (e *Engine) Apply(cfg *config.Config) error {
 		return ErrClosed
 	}
 
-	dbs := make(map[string]*database, len(cfg.Databases))
+	dbs, err := e.openDatabases(cfg)
+	if err != nil {
+		return err
+	}
+	redact := newRedactor(cfg)
+
+	runners := make(map[dirKey]*runner)
+	var added, rebound []*runner
+	for _, p := range cfg.Pairs {
+		for _, dc := range p.Checks {
+			key := dirKey{dc.Pair, dc.Name}
+			src, tgt := dbs[dc.Source], dbs[dc.Target]
+			old, ok := e.runners[key]
+			if !ok || !old.dir.cfg.Equal(dc) {
+				r := &runner{dir: newDirection(dc, src, tgt, e.opts.Clock, redact)}
+				runners[key] = r
+				added = append(added, r)
+				continue
+			}
+			old.dir.redact.Store(&redact)
+			runners[key] = old
+			if old.dir.source != src || old.dir.target != tgt {
+				rebound = append(rebound, old)
+			}
+		}
+	}
+
+	var stopping []*runner
+	for key, old := range e.runners {
+		if runners[key] != old {
+			stopping = append(stopping, old)
+		}
+	}
+	stopRunners(append(stopping, rebound...))
+	for _, r := range rebound {
+		r.dir.rebind(dbs[r.dir.cfg.Source], dbs[r.dir.cfg.Target])
+	}
+	for name, old := range e.dbs {
+		if dbs[name] != old {
+			old.conn.Close()
+		}
+	}
+	e.dbs, e.runners = dbs, runners
+	e.publishView()
+	if e.started {
+		for _, r := range append(added, rebound...) {
+			e.startRunner(r, true)
+		}
+	}
+	e.log.Info("Configuration applied", "pairs", len(cfg.Pairs),
+		"directions", len(runners), "databases", len(dbs))
+	return nil
+}
+
+// openDatabases returns the databases that cfg's directions use: the
+// running ones whose settings did not change, and new connections for the
+// others. On error, the new connections are closed again.
+func (e *Engine) openDatabases(cfg *config.Config) (map[string]*database, error) {
+	used := make(map[string]bool, len(cfg.Databases))
+	for _, p := range cfg.Pairs {
+		for _, dc := range p.Checks {
+			used[dc.Source], used[dc.Target] = true, true
+		}
+	}
+	dbs := make(map[string]*database, len(used))
 	for name, dc := range cfg.Databases {
+		if !used[name] {
+			continue
+		}
 		if old, ok := e.dbs[name]; ok && old.cfg == *dc {
 			dbs[name] = old
 			continue
@@ -125,50 +194,11 @@ func (e *Engine) Apply(cfg *config.Config) error {
 					d.conn.Close()
 				}
 			}
-			return fmt.Errorf("open database %q: %w", name, err)
+			return nil, fmt.Errorf("open database %q: %w", name, err)
 		}
 		dbs[name] = &database{name: name, cfg: *dc, conn: conn}
 	}
-	redact := newRedactor(cfg)
-
-	runners := make(map[dirKey]*runner)
-	var added []*runner
-	for _, p := range cfg.Pairs {
-		for _, dc := range p.Checks {
-			key := dirKey{dc.Pair, dc.Name}
-			src, tgt := dbs[dc.Source], dbs[dc.Target]
-			if old, ok := e.runners[key]; ok && old.dir.cfg == dc &&
-				old.dir.source == src && old.dir.target == tgt {
-				old.dir.redact = redact
-				runners[key] = old
-				continue
-			}
-			r := &runner{dir: newDirection(dc, src, tgt, e.opts.Clock, redact)}
-			runners[key] = r
-			added = append(added, r)
-		}
-	}
-
-	for key, old := range e.runners {
-		if runners[key] != old {
-			e.stopRunner(old)
-		}
-	}
-	for name, old := range e.dbs {
-		if dbs[name] != old {
-			old.conn.Close()
-		}
-	}
-	e.dbs, e.runners = dbs, runners
-	e.publishView()
-	if e.started {
-		for _, r := range added {
-			e.startRunner(r, true)
-		}
-	}
-	e.log.Info("Configuration applied", "pairs", len(cfg.Pairs),
-		"directions", len(runners), "databases", len(dbs))
-	return nil
+	return dbs, nil
 }
 
 func (e *Engine) publishView() {
@@ -281,12 +311,20 @@ func (e *Engine) startRunner(r *runner, spread bool) {
 	}()
 }
 
-func (e *Engine) stopRunner(r *runner) {
-	if r.cancel == nil {
-		return
+// stopRunners stops the loops of rs, all at once, and waits for them to
+// end: their checks in flight are cancelled together.
+func stopRunners(rs []*runner) {
+	for _, r := range rs {
+		if r.cancel != nil {
+			r.cancel()
+		}
 	}
-	r.cancel()
-	<-r.done
+	for _, r := range rs {
+		if r.cancel != nil {
+			<-r.done
+			r.cancel, r.done = nil, nil
+		}
+	}
 }
 
 // loop checks a direction every interval until ctx ends. Ticks that come

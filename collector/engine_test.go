@@ -123,18 +123,27 @@ func TestEngineConcurrencyLimit(t *testing.T) {
 
 func TestEngineApplyKeepsUnchangedDirections(t *testing.T) {
 	clock := newFakeClock()
-	east, west := newFakeDB(), newFakeDB()
-	east.add("1", time.Time{})
-	west.add("1", time.Time{})
+	east, west, west2 := newFakeDB(), newFakeDB(), newFakeDB()
+	for _, f := range []*fakeDB{east, west, west2} {
+		f.add("1", time.Time{})
+	}
 	opened := map[string]int{}
 	e := New(Options{Clock: clock, Open: func(cfg *config.Database, _ time.Duration) (db.DB, error) {
 		opened[cfg.Name]++
+		if cfg.DSN == "postgres://west-2" {
+			return west2, nil
+		}
 		return map[string]*fakeDB{"east": east, "west": west}[cfg.Name], nil
 	}})
 	defer e.Close()
 	cfg := testConfig()
+	cfg.Databases["spare"] = &config.Database{Name: "spare", Driver: config.DriverPostgres,
+		DSN: "postgres://spare"}
 	if err := e.Apply(cfg); err != nil {
 		t.Fatal(err)
+	}
+	if opened["spare"] != 0 {
+		t.Errorf("a database no pair names was opened")
 	}
 	e.CheckAll(context.Background())
 
@@ -164,11 +173,52 @@ func TestEngineApplyKeepsUnchangedDirections(t *testing.T) {
 	if err := e.Apply(next); err != nil {
 		t.Fatal(err)
 	}
-	if opened["west"] != 2 {
-		t.Errorf("west opened %d times, want a new pool for its new settings", opened["west"])
+	if opened["west"] != 2 || !west.isClosed() {
+		t.Errorf("west opened %d times (closed: %v), want a new pool for its new settings "+
+			"and the old one closed", opened["west"], west.isClosed())
 	}
-	if st := e.Status(); len(st) != 1 || st[0].Latest != nil {
-		t.Errorf("got %+v, want only left_to_right, restarted because west changed", st)
+	st = e.Status()
+	if len(st) != 1 || st[0].Latest == nil || st[0].Latest.Checks[StateInSync] != 1 {
+		t.Fatalf("got %+v, want left_to_right alone, with its state kept across the new pool", st)
+	}
+	before := west.requestCount()
+	e.CheckAll(context.Background())
+	if west2.requestCount() != 1 || west.requestCount() != before {
+		t.Errorf("requests: new pool %d, old pool %d more; want the check on the new pool",
+			west2.requestCount(), west.requestCount()-before)
+	}
+
+	next = testConfig()
+	next.Pairs = nil
+	if err := e.Apply(next); err != nil {
+		t.Fatal(err)
+	}
+	if !east.isClosed() || !west2.isClosed() {
+		t.Errorf("databases no direction uses were left open")
+	}
+}
+
+func TestEngineApplyKeepsHeartbeatDirections(t *testing.T) {
+	east, west := newFakeDB(), newFakeDB()
+	e := fakeEngine(t, map[string]*fakeDB{"east": east, "west": west}, newFakeClock())
+	withHeartbeat := func() *config.Config {
+		cfg := testConfig()
+		for i := range cfg.Pairs[0].Checks {
+			cfg.Pairs[0].Checks[i].Heartbeat = &config.Heartbeat{Table: "hb"}
+		}
+		return cfg
+	}
+	if err := e.Apply(withHeartbeat()); err != nil {
+		t.Fatal(err)
+	}
+	e.CheckAll(context.Background())
+	if err := e.Apply(withHeartbeat()); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range e.Status() {
+		if st.Latest == nil {
+			t.Errorf("%s: an unchanged heartbeat direction lost its state at reload", st.Config.Name)
+		}
 	}
 }
 
@@ -197,5 +247,30 @@ func waitFor(t *testing.T, limit time.Duration, cond func() bool) {
 			t.Fatalf("condition not met within %v", limit)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestEngineReloadWhileChecksFail(t *testing.T) {
+	east, west := newFakeDB(), newFakeDB()
+	east.fail(fmt.Errorf("connection refused"))
+	e := fakeEngine(t, map[string]*fakeDB{"east": east, "west": west}, newFakeClock())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 50 {
+			e.CheckAll(context.Background())
+		}
+	}()
+	for range 50 {
+		if err := e.Apply(testConfig()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-done
+	for _, st := range e.Status() {
+		if st.Latest == nil || st.Latest.State != StateError || st.Latest.Checks[StateError] != 50 {
+			t.Errorf("%s: %+v, want 50 failed checks counted across the reloads",
+				st.Config.Name, st.Latest)
+		}
 	}
 }

@@ -39,9 +39,36 @@ type fakeDB struct {
 	ids      map[string]bool
 	err      error
 	requests []db.Request
+	closed   bool
+	// hook, when set, runs at the start of every request.
+	hook func(db.Request)
+	// heartbeats holds the heartbeat table: ts_us by origin.
+	heartbeats map[string]int64
 }
 
-func newFakeDB() *fakeDB { return &fakeDB{ids: map[string]bool{}} }
+func newFakeDB() *fakeDB { return &fakeDB{ids: map[string]bool{}, heartbeats: map[string]int64{}} }
+
+// has reports whether id is in f.
+func (f *fakeDB) has(id string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ids[id]
+}
+
+// heartbeat returns the heartbeat row of origin.
+func (f *fakeDB) heartbeat(origin string) (int64, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	us, ok := f.heartbeats[origin]
+	return us, ok
+}
+
+// setHeartbeat writes the heartbeat row of origin, as replication would.
+func (f *fakeDB) setHeartbeat(origin string, us int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.heartbeats[origin] = us
+}
 
 func (f *fakeDB) add(id string, ts time.Time) {
 	f.mu.Lock()
@@ -79,6 +106,9 @@ func (f *fakeDB) Do(_ context.Context, req db.Request) (db.Response, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.requests = append(f.requests, req)
+	if f.hook != nil {
+		f.hook(req)
+	}
 	if f.err != nil {
 		return db.Response{}, f.err
 	}
@@ -91,7 +121,30 @@ func (f *fakeDB) Do(_ context.Context, req db.Request) (db.Response, error) {
 			resp.Answers = append(resp.Answers, db.Answer{Present: f.ids[id]})
 		}
 	}
+	if hb := req.Heartbeat; hb != nil {
+		if hb.WriteUS != 0 {
+			f.heartbeats[hb.Origin] = hb.WriteUS
+		} else {
+			resp.HeartbeatUS, resp.HeartbeatFound = f.heartbeats[hb.Origin]
+		}
+	}
 	return resp, nil
 }
 
-func (f *fakeDB) Close() {}
+func (f *fakeDB) Close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.closed = true
+}
+
+func (f *fakeDB) isClosed() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.closed
+}
+
+func (f *fakeDB) requestCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.requests)
+}

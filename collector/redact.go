@@ -17,9 +17,12 @@ const redacted = "<secret>"
 // kvPassword finds the password of a key=value connection string.
 var kvPassword = regexp.MustCompile(`(?i)\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
 
+// redactor takes the secrets out of a text.
+type redactor func(string) string
+
 // newRedactor returns a function that replaces every DSN and password of cfg,
 // in every form it may take in a driver's message, with a placeholder.
-func newRedactor(cfg *config.Config) func(string) string {
+func newRedactor(cfg *config.Config) redactor {
 	var secrets []string
 	add := func(s string) {
 		if s == "" {

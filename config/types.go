@@ -123,6 +123,17 @@ type Direction struct {
 	Heartbeat *Heartbeat
 }
 
+// Equal reports whether d and o describe the same check: every setting,
+// and the heartbeat by value.
+func (d Direction) Equal(o Direction) bool {
+	dh, oh := d.Heartbeat, o.Heartbeat
+	d.Heartbeat, o.Heartbeat = nil, nil
+	if d != o || (dh == nil) != (oh == nil) {
+		return false
+	}
+	return dh == nil || *dh == *oh
+}
+
 // Duration is a time.Duration written in the Prometheus style: 30s, 5m, 1h30m, 1d.
 type Duration time.Duration
 
