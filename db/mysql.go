@@ -51,6 +51,7 @@ type MySQL struct {
 	connector *mysqlConnector
 	kills     sync.WaitGroup
 	unions    sync.Map // validators that run as a UNION ALL
+	tables    sync.Map // heartbeat tables created (or found) by this pool
 }
 
 // NewMySQL prepares a pool. It does not connect: connections are made on
@@ -127,6 +128,10 @@ func (m *MySQL) Do(ctx context.Context, req Request) (Response, error) {
 	if err != nil && ctx.Err() != nil {
 		m.kill(info.id)
 	}
+	if hb := req.Heartbeat; err == nil && hb != nil && hb.WriteUS != 0 && hb.Create {
+		// Created once per pool: the DDL is not sent with every check.
+		m.tables.Store(hb.Table, true)
+	}
 	return resp, err
 }
 
@@ -145,7 +150,9 @@ func (m *MySQL) needsUnion(req Request, err error) bool {
 	switch myErr.Number {
 	case 1241, // operand should contain 1 column
 		1242, // subquery returns more than 1 row
-		1054: // unknown column: ? inside a derived table
+		1054, // unknown column: ? inside a derived table
+		1267, // illegal mix of collations: the ids' and the column's
+		1270, 1271:
 		return true
 	}
 	return false
@@ -181,7 +188,7 @@ func (m *MySQL) requestText(c *mysqlConn, req Request) string {
 		origin := mysqlLiteral(hb.Origin, false)
 		switch {
 		case hb.WriteUS != 0:
-			if hb.Create {
+			if _, done := m.tables.Load(hb.Table); hb.Create && !done {
 				b.WriteString("create table if not exists " + hb.Table +
 					" (origin varchar(255) primary key, ts_us bigint not null);\n")
 			}
@@ -198,11 +205,18 @@ func (m *MySQL) requestText(c *mysqlConn, req Request) string {
 // validator, with the id column of a derived table of ids in place of ?, is
 // a subquery in the select list, and each row carries the id's place in the
 // list.
+//
+// For a probe of versions, a scalar subquery gives NULL both for no row and
+// for a row whose version is NULL; an exists over the same subquery, in a
+// column before it, tells the two apart.
 func mysqlProbe(p *Probe) string {
 	var b strings.Builder
-	b.WriteString("select spengler_ids.spengler_ord, (\n")
-	b.WriteString(sqlscan.Replace(p.Query, sqlscan.MySQL, "?", "spengler_ids.spengler_id"))
-	b.WriteString("\n) from (")
+	inner := sqlscan.Replace(p.Query, sqlscan.MySQL, "?", "spengler_ids.spengler_id")
+	b.WriteString("select spengler_ids.spengler_ord, ")
+	if p.Versions {
+		b.WriteString("exists (\n" + inner + "\n), ")
+	}
+	b.WriteString("(\n" + inner + "\n) from (")
 	for i, id := range p.IDs {
 		if i == 0 {
 			fmt.Fprintf(&b, "select 1 as spengler_ord, %s as spengler_id",
@@ -296,7 +310,8 @@ func (m *MySQL) run(ctx context.Context, conn *sql.Conn, text string, req Reques
 		if err := next(StageValidate); err != nil {
 			return Response{}, err
 		}
-		if resp.Answers, err = mysqlAnswers(ctx, rows, req.Probe); err != nil {
+		_, union := m.unions.Load(req.Probe.Query)
+		if resp.Answers, err = mysqlAnswers(ctx, rows, req.Probe, union); err != nil {
 			return Response{}, err
 		}
 	}
@@ -405,13 +420,17 @@ func mysqlTime(v any) (time.Time, error) {
 	return toTime(v)
 }
 
-func mysqlAnswers(ctx context.Context, rows *sql.Rows, probe *Probe) ([]Answer, error) {
+// mysqlAnswers reads the result of a probe written by mysqlProbe, or by
+// mysqlUnionProbe when union is set.
+func mysqlAnswers(ctx context.Context, rows *sql.Rows, probe *Probe, union bool) ([]Answer, error) {
 	ids := probe.IDs
 	cols, err := rows.Columns()
 	if err != nil {
 		return nil, mysqlError(ctx, StageValidate, err)
 	}
-	if len(cols) < 2 {
+	// The exists column of a subquery probe of versions comes first.
+	flagged := probe.Versions && !union
+	if len(cols) < 2 || (flagged && len(cols) < 3) {
 		return nil, &Error{Stage: StageValidate, Err: errors.New("validator returned no columns")}
 	}
 	vals := make([]any, len(cols))
@@ -434,8 +453,15 @@ func mysqlAnswers(ctx context.Context, rows *sql.Rows, probe *Probe) ([]Answer, 
 		if seen[i] {
 			continue // the validator returned more than one row: the first counts
 		}
+		v := vals[1]
+		if flagged {
+			if present, _ := Text(vals[1]); present != "1" {
+				continue // no row for this id: absent
+			}
+			v = vals[2]
+		}
 		seen[i] = true
-		if answers[i], err = answer(vals[1], ids[i], probe.Versions); err != nil {
+		if answers[i], err = answer(v, ids[i], probe.Versions); err != nil {
 			return nil, err
 		}
 	}

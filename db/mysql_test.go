@@ -295,3 +295,33 @@ func TestMySQLValidatorsThatAreNoSubquery(t *testing.T) {
 		}
 	}
 }
+
+func TestMySQLNullVersionIsPresent(t *testing.T) {
+	my := needMy(t)
+	ctx := t.Context()
+	for _, q := range []string{
+		"create table if not exists nv (id varchar(10) primary key, version int null)",
+		"insert ignore into nv values ('n1', null), ('n2', 4)",
+	} {
+		if err := my.ExecDB(ctx, "app", q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := openMy(t, my.DSN("monitor", "Monitor-pw-9", "app"), "")
+	want := []Answer{{Present: true}, {Present: true, Version: "4"}, {}}
+	for _, query := range []string{
+		"select version from nv where id = ?",
+		// Two columns: run as a UNION ALL, where no row means absent.
+		"select version, id from nv where id = ?",
+	} {
+		resp, err := m.Do(ctx, Request{Probe: &Probe{Query: query,
+			IDs: []string{"n1", "n2", "n3"}, Versions: true}})
+		if err != nil {
+			t.Fatalf("%s: %v", query, err)
+		}
+		if diff := cmp.Diff(want, resp.Answers); diff != "" {
+			t.Errorf("%s: a NULL version must read as a row that is there (-want +got):\n%s",
+				query, diff)
+		}
+	}
+}

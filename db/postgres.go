@@ -417,8 +417,9 @@ func unanswered(seen []bool, probe *Probe) error {
 func answer(v any, id string, versions bool) (Answer, error) {
 	text, ok := Text(v)
 	if versions {
-		// A NULL version is no version: the row counts as absent.
-		return Answer{Present: ok, Version: text}, nil
+		// A row came back, so the row is there, whatever its version; a
+		// NULL version reads as empty, on either side.
+		return Answer{Present: true, Version: text}, nil
 	}
 	if !ok {
 		return Answer{}, &Error{Stage: StageValidate,

@@ -374,3 +374,26 @@ func TestPostgresErrorNamesItsStatement(t *testing.T) {
 		t.Errorf("missing heartbeat table: %v, want a heartbeat error", err)
 	}
 }
+
+func TestPostgresNullVersionIsPresent(t *testing.T) {
+	pg := needPG(t)
+	ctx := t.Context()
+	for _, q := range []string{
+		"create table if not exists nv (id text primary key, version int)",
+		"insert into nv values ('n1', null), ('n2', 4) on conflict do nothing",
+	} {
+		if err := pg.ExecDB(ctx, "app", q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := openTest(t, pg.DSN("app"))
+	resp, err := p.Do(ctx, Request{Probe: &Probe{Query: "select version from nv where id = $1",
+		IDs: []string{"n1", "n2", "n3"}, Versions: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Answer{{Present: true}, {Present: true, Version: "4"}, {}}
+	if diff := cmp.Diff(want, resp.Answers); diff != "" {
+		t.Errorf("a NULL version must read as a row that is there (-want +got):\n%s", diff)
+	}
+}
