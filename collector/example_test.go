@@ -21,6 +21,7 @@ var examplePG *dbtest.PG
 // binaries the examples cannot run: the unit tests run alone, unless
 // SPENGLER_REQUIRE_DB=1, where that is a failure.
 func TestMain(m *testing.M) {
+	flag.Parse()
 	os.Exit(func() int {
 		if err := dbtest.CheckBinaries(); err != nil {
 			fmt.Fprintln(os.Stderr, "examples skipped:", err)

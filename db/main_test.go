@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"testing"
@@ -18,55 +19,63 @@ var testPG *dbtest.PG
 var testMy *dbtest.MariaDB
 
 func TestMain(m *testing.M) {
-	code := func() int {
-		if err := dbtest.CheckBinaries(); err != nil {
+	flag.Parse()
+	os.Exit(run(m))
+}
+
+// run starts the servers whose binaries are installed, runs the tests and
+// stops the servers. Tests whose server is missing skip, or fail with
+// SPENGLER_REQUIRE_DB=1.
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "spengler-db-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+	for _, start := range []func(context.Context, string) error{startPG, startMariaDB} {
+		if err := start(ctx, dir); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			if dbtest.RequireDB() {
 				return 1
 			}
-			return m.Run()
 		}
-		dir, err := os.MkdirTemp("", "spengler-db-test-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		ctx := context.Background()
-		testPG, err = dbtest.StartPG(ctx, "db", dir)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
+	}
+	if testPG != nil {
 		defer testPG.Close()
-		for _, q := range []string{
-			"create table t (id bigint primary key, note text, ts timestamptz not null default now())",
-			"insert into t (id, note) select g, 'row ' || g from generate_series(1, 100000) g",
-			"create table u (id uuid primary key, name text)",
-			"insert into u values ('6f1c1b64-3a39-4b0b-9d4e-9f8f3c7f2a10', 'a')",
-			"analyze t",
-		} {
-			if err := ensureApp(ctx); err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 1
-			}
-			if err := testPG.ExecDB(ctx, "app", q); err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 1
-			}
+	}
+	if testMy != nil {
+		defer testMy.Close()
+	}
+	return m.Run()
+}
+
+// startPG starts testPG, unless the PostgreSQL binaries are missing.
+func startPG(ctx context.Context, dir string) error {
+	if err := dbtest.CheckBinaries(); err != nil {
+		return err
+	}
+	pg, err := dbtest.StartPG(ctx, "db", dir)
+	if err != nil {
+		return err
+	}
+	testPG = pg
+	if err := ensureApp(ctx); err != nil {
+		return err
+	}
+	for _, q := range []string{
+		"create table t (id bigint primary key, note text, ts timestamptz not null default now())",
+		"insert into t (id, note) select g, 'row ' || g from generate_series(1, 100000) g",
+		"create table u (id uuid primary key, name text)",
+		"insert into u values ('6f1c1b64-3a39-4b0b-9d4e-9f8f3c7f2a10', 'a')",
+		"analyze t",
+	} {
+		if err := testPG.ExecDB(ctx, "app", q); err != nil {
+			return err
 		}
-		if err := startMariaDB(ctx, dir); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			if dbtest.RequireDB() {
-				return 1
-			}
-		}
-		if testMy != nil {
-			defer testMy.Close()
-		}
-		return m.Run()
-	}()
-	os.Exit(code)
+	}
+	return nil
 }
 
 // startMariaDB starts testMy, unless the MariaDB binaries are missing.

@@ -13,6 +13,7 @@ package dbtest
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"os"
@@ -25,6 +26,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 )
 
 // ErrNotInstalled is wrapped by the errors that report missing server binaries.
@@ -85,10 +87,18 @@ func versionOf(initdb string) int {
 }
 
 // RequireDB reports whether SPENGLER_REQUIRE_DB=1, in which case tests that need
-// database servers fail instead of skipping when the binaries are missing.
+// database servers fail instead of skipping when the binaries are missing. With
+// -short it is false: no server is started, and those tests skip.
 func RequireDB() bool {
-	return os.Getenv(requireDBEnv) == "1"
+	return !Short() && os.Getenv(requireDBEnv) == "1"
 }
+
+// Short reports whether the tests run with -short, where no database server is
+// started. A TestMain that starts servers must parse the flags first.
+func Short() bool { return flag.Parsed() && testing.Short() }
+
+// errShort is what the checks for server binaries report with -short.
+var errShort = errors.New("-short: tests that need database servers skip")
 
 // FreePort returns a loopback TCP port that was free a moment ago and that this
 // process has not handed out before.

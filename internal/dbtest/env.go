@@ -184,6 +184,9 @@ func Main(m *testing.M) int {
 // otherwise an error saying which package to install and whether the tests that
 // need them will skip or, with SPENGLER_REQUIRE_DB=1, fail.
 func CheckBinaries() error {
+	if Short() {
+		return errShort
+	}
 	_, err := PostgresBinDir()
 	if err == nil {
 		return nil
