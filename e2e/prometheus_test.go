@@ -196,7 +196,8 @@ type promAlert struct {
 	State       string            `json:"state"`
 }
 
-// alerts returns the pending and firing alerts named name for pair.
+// alerts returns the pending and firing alerts named name for pair, or for
+// every pair when pair is empty.
 func (p *promServer) alerts(name, pair string) ([]promAlert, error) {
 	var data struct {
 		Alerts []promAlert `json:"alerts"`
@@ -206,7 +207,7 @@ func (p *promServer) alerts(name, pair string) ([]promAlert, error) {
 	}
 	var out []promAlert
 	for _, a := range data.Alerts {
-		if a.Labels["alertname"] == name && a.Labels["pair"] == pair &&
+		if a.Labels["alertname"] == name && (pair == "" || a.Labels["pair"] == pair) &&
 			(a.State == "pending" || a.State == "firing") {
 			out = append(out, a)
 		}
@@ -266,7 +267,7 @@ func (p *promServer) rulesHealth() (bad []string, n int, err error) {
 func directionsOf(alerts []promAlert) []string {
 	var out []string
 	for _, a := range alerts {
-		out = append(out, a.Labels["direction"]+"("+a.State+")")
+		out = append(out, a.Labels["pair"]+"/"+a.Labels["direction"]+"("+a.State+")")
 	}
 	slices.Sort(out)
 	return out
@@ -295,7 +296,7 @@ func TestPrometheusAlertsOnBrokenDirection(t *testing.T) {
 		}
 		return len(series) == 2, fmt.Sprintf("in-sync series %v", series)
 	})
-	if active, err := prom.alerts(outOfSyncAlert, "logical"); err != nil || len(active) > 0 {
+	if active, err := prom.alerts(outOfSyncAlert, ""); err != nil || len(active) > 0 {
 		t.Fatalf("before breaking: %s alerts %v, err %v; want none", outOfSyncAlert, active, err)
 	}
 
@@ -313,13 +314,13 @@ func TestPrometheusAlertsOnBrokenDirection(t *testing.T) {
 	var got promAlert
 	took := prom.waitFor(t, detect+15*time.Second, outOfSyncAlert+" active for left_to_right",
 		func() (bool, string) {
-			active, err := prom.alerts(outOfSyncAlert, "logical")
+			active, err := prom.alerts(outOfSyncAlert, "")
 			if err != nil {
 				return false, err.Error()
 			}
 			for _, a := range active {
-				if a.Labels["direction"] != "left_to_right" {
-					t.Fatalf("%s active for %v, want left_to_right only: %+v",
+				if a.Labels["pair"] != "logical" || a.Labels["direction"] != "left_to_right" {
+					t.Fatalf("%s active for %v, want pair logical, left_to_right only: %+v",
 						outOfSyncAlert, directionsOf(active), a)
 				}
 				got = a
@@ -351,7 +352,7 @@ func TestPrometheusAlertsOnBrokenDirection(t *testing.T) {
 	}
 	healed = true
 	took = prom.waitFor(t, detect+15*time.Second, outOfSyncAlert+" cleared", func() (bool, string) {
-		active, err := prom.alerts(outOfSyncAlert, "logical")
+		active, err := prom.alerts(outOfSyncAlert, "")
 		if err != nil {
 			return false, err.Error()
 		}
