@@ -44,6 +44,7 @@ type Postgres struct {
 	pool   *pgxpool.Pool
 	types  sync.Map // validator -> SQL type name of its parameter
 	tables sync.Map // heartbeat tables created (or found) by this pool
+	fresh  sync.Map // connections not used for a request yet
 }
 
 // NewPostgres prepares a pool. It does not connect: connections are made on
@@ -70,11 +71,23 @@ func NewPostgres(opts PostgresOptions) (*Postgres, error) {
 	}
 	cfg.MinConns = 0
 	cfg.MaxConnIdleTime = 5 * time.Minute
+	// No ping before a request: it would be a second round trip for every
+	// check that finds its connection idle, which is most of them. A
+	// connection that died while idle is found by the request itself, which
+	// is then sent once more on a new connection (see Do).
+	cfg.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
+	p := &Postgres{}
+	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
+		p.fresh.Store(c.PgConn(), true)
+		return nil
+	}
+	cfg.BeforeClose = func(c *pgx.Conn) { p.fresh.Delete(c.PgConn()) }
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create pool: %w", err)
 	}
-	return &Postgres{pool: pool}, nil
+	p.pool = pool
+	return p, nil
 }
 
 // Close closes every connection of the pool.
@@ -84,12 +97,54 @@ func (p *Postgres) Close() { p.pool.Close() }
 // once: it becomes a lateral subquery over the list of ids, so the server
 // plans it once and the answer comes back as one result. The first request
 // with a new validator learns the type of its parameter, once per pool.
+//
+// A request that finds its pooled connection dead (the server restarted, or
+// closed the connection while it was idle) is sent once more on a new
+// connection: only a connection that answers for itself is taken as the
+// database's answer.
 func (p *Postgres) Do(ctx context.Context, req Request) (Response, error) {
+	resp, reused, err := p.do(ctx, req)
+	if err != nil && reused && deadConn(ctx, err) {
+		resp, _, err = p.do(ctx, req)
+	}
+	return resp, err
+}
+
+// deadConn reports whether err means the connection is gone, while the
+// request still has time: a network failure other than a timeout, or the
+// server's notice that it closed the connection.
+func deadConn(ctx context.Context, err error) bool {
+	var e *Error
+	if ctx.Err() != nil || !errors.As(err, &e) || e.Stage == StageConnect ||
+		errors.Is(err, errTimeout) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "57P01", "57P02": // admin_shutdown (also pg_terminate_backend), crash_shutdown
+			return true
+		}
+		return false
+	}
+	return e.Unreachable
+}
+
+// do runs req once on a connection of the pool, and tells whether that
+// connection had served a request before.
+func (p *Postgres) do(ctx context.Context, req Request) (Response, bool, error) {
 	conn, err := p.pool.Acquire(ctx)
 	if err != nil {
-		return Response{}, connectError(pgError(ctx, StageConnect, err))
+		return Response{}, false, connectError(pgError(ctx, StageConnect, err))
 	}
 	defer conn.Release()
+	_, fresh := p.fresh.LoadAndDelete(conn.Conn().PgConn())
+	resp, err := p.send(ctx, conn, req)
+	return resp, !fresh, err
+}
+
+// send runs req on conn in one round trip.
+func (p *Postgres) send(ctx context.Context, conn *pgxpool.Conn, req Request) (Response, error) {
 
 	b := &pgx.Batch{}
 	var stages []stagedQuery // the batch's statements after the timeout

@@ -296,6 +296,52 @@ func TestPostgresOneRoundTripPerRequest(t *testing.T) {
 			t.Errorf("a request with a selector and 100 ids took %d round trips, want 1", n)
 		}
 	}
+	// A connection idle for a while, as between two checks, is not pinged
+	// first.
+	time.Sleep(1500 * time.Millisecond)
+	before := cp.writes.Load()
+	if _, err := p.Do(ctx, req()); err != nil {
+		t.Fatal(err)
+	}
+	if n := cp.writes.Load() - before; n != 1 {
+		t.Errorf("a request on a connection idle for 1.5s took %d round trips, want 1", n)
+	}
+}
+
+func TestPostgresRetriesOnConnectionClosedWhileIdle(t *testing.T) {
+	pg := needPG(t)
+	ctx := t.Context()
+	p, err := NewPostgres(PostgresOptions{DSN: pg.DSN("app"), MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	req := Request{Timeout: 5 * time.Second,
+		Select: &Select{Query: "select id from t order by id desc limit 3", MaxRows: 3}}
+	if _, err := p.Do(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	// The server closes the idle connection, as it does to every
+	// connection when it restarts.
+	err = pg.ExecDB(ctx, "app", "select pg_terminate_backend(pid) from pg_stat_activity"+
+		" where application_name = 'spengler' and datname = 'app' and state = 'idle'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	resp, err := p.Do(ctx, req)
+	if err != nil || len(resp.Rows) != 3 {
+		t.Fatalf("after the server closed the idle connection: %+v %v, want the rows "+
+			"from a new connection", resp, err)
+	}
+
+	// A request that ends its own connection is sent once more, and the
+	// second failure, on a new connection, is the answer.
+	_, err = p.Do(ctx, Request{Timeout: 5 * time.Second,
+		Select: &Select{Query: "select pg_terminate_backend(pg_backend_pid())::int as id", MaxRows: 1}})
+	if err == nil {
+		t.Fatal("a request whose connection was terminated under it succeeded")
+	}
 }
 
 func TestPostgresHeartbeatAndVersions(t *testing.T) {
