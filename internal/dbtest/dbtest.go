@@ -95,7 +95,7 @@ func RequireDB() bool {
 
 // Short reports whether the tests run with -short, where no database server is
 // started. A TestMain that starts servers must parse the flags first.
-func Short() bool { return flag.Parsed() && testing.Short() }
+func Short() bool { return testing.Testing() && flag.Parsed() && testing.Short() }
 
 // errShort is what the checks for server binaries report with -short.
 var errShort = errors.New("-short: tests that need database servers skip")

@@ -19,6 +19,12 @@ const (
 	PubB   = "pub_b_rows"
 	SubA   = "sub_a_rows" // on B, subscribes to PubA
 	SubB   = "sub_b_rows" // on A, subscribes to PubB
+
+	// Heartbeat tables, one per direction, each written only on the side
+	// that publishes it. One table for both directions cannot work: each
+	// side would publish the rows it received from the other back to it.
+	HeartbeatA = "spengler_heartbeat_a" // written on A, in PubA
+	HeartbeatB = "spengler_heartbeat_b" // written on B, in PubB
 )
 
 // BRowsStart is the first id of b_rows, so that ids of the two tables never meet
@@ -30,7 +36,8 @@ const logicalTimeout = 60 * time.Second
 
 // Logical is two-way logical replication between A and B in database DB: table
 // a_rows is written on A and replicated to B, table b_rows is written on B and
-// replicated to A.
+// replicated to A. The heartbeat tables travel the same way: HeartbeatA with
+// a_rows, HeartbeatB with b_rows.
 type Logical struct {
 	A, B *PG
 	DB   string
@@ -45,10 +52,18 @@ func rowsTable(name string, start int64) string {
 		pgx.Identifier{name}.Sanitize(), start)
 }
 
+// heartbeatTable returns the DDL of a heartbeat table: origin text primary
+// key, ts_us bigint not null.
+func heartbeatTable(name string) string {
+	return fmt.Sprintf("create table if not exists %s "+
+		"(origin text primary key, ts_us bigint not null)", pgx.Identifier{name}.Sanitize())
+}
+
 // SetupLogical creates database db on a and b if missing, tables a_rows and b_rows
-// on both, publication pub_a_rows on a and pub_b_rows on b, subscription
+// and the heartbeat tables on both, publication pub_a_rows (a_rows and
+// HeartbeatA) on a and pub_b_rows (b_rows and HeartbeatB) on b, subscription
 // sub_a_rows on b and sub_b_rows on a (copying existing data), and waits until both
-// subscriptions have synchronised their table. One pair of servers carries at most
+// subscriptions have synchronised their tables. One pair of servers carries at most
 // one Logical: the replication slots are named after the subscriptions.
 func SetupLogical(ctx context.Context, a, b *PG, db string) (*Logical, error) {
 	ctx, cancel := context.WithTimeout(ctx, logicalTimeout)
@@ -58,7 +73,8 @@ func SetupLogical(ctx context.Context, a, b *PG, db string) (*Logical, error) {
 		if err := EnsureDB(ctx, p, db); err != nil {
 			return nil, fmt.Errorf("set up logical replication: %w", err)
 		}
-		err := p.ExecDB(ctx, db, rowsTable(TableA, 1)+"; "+rowsTable(TableB, BRowsStart))
+		err := p.ExecDB(ctx, db, rowsTable(TableA, 1)+"; "+rowsTable(TableB, BRowsStart)+"; "+
+			heartbeatTable(HeartbeatA)+"; "+heartbeatTable(HeartbeatB))
 		if err != nil {
 			return nil, fmt.Errorf("set up logical replication: %w", err)
 		}
@@ -67,8 +83,8 @@ func SetupLogical(ctx context.Context, a, b *PG, db string) (*Logical, error) {
 		on  *PG
 		sql string
 	}{
-		{a, fmt.Sprintf("create publication %s for table %s", PubA, TableA)},
-		{b, fmt.Sprintf("create publication %s for table %s", PubB, TableB)},
+		{a, fmt.Sprintf("create publication %s for table %s, %s", PubA, TableA, HeartbeatA)},
+		{b, fmt.Sprintf("create publication %s for table %s, %s", PubB, TableB, HeartbeatB)},
 		{b, fmt.Sprintf("create subscription %s connection %s publication %s "+
 			"with (copy_data = true)", SubA, quoteLiteral(conninfo(a, db)), PubA)},
 		{a, fmt.Sprintf("create subscription %s connection %s publication %s "+
@@ -82,10 +98,10 @@ func SetupLogical(ctx context.Context, a, b *PG, db string) (*Logical, error) {
 	const ready = "select count(*) from pg_subscription_rel r " +
 		"join pg_subscription s on s.oid = r.srsubid " +
 		"where s.subname = $1 and r.srsubstate = 'r'"
-	if err := b.WaitInt(ctx, db, 1, ready, SubA); err != nil {
+	if err := b.WaitInt(ctx, db, 2, ready, SubA); err != nil {
 		return nil, fmt.Errorf("set up logical replication: %w", err)
 	}
-	if err := a.WaitInt(ctx, db, 1, ready, SubB); err != nil {
+	if err := a.WaitInt(ctx, db, 2, ready, SubB); err != nil {
 		return nil, fmt.Errorf("set up logical replication: %w", err)
 	}
 	return l, nil

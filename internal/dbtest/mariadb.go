@@ -902,3 +902,23 @@ func (m *MariaDB) Close() error {
 	}
 	return nil
 }
+
+// Kill ends the server at once, as a crash would (SIGKILL), frozen or not,
+// and waits until it has exited. The data stays; Start runs the server
+// again, which then recovers from the crash.
+func (m *MariaDB) Kill() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	srv := m.srv
+	if srv == nil {
+		return fmt.Errorf("%s: kill: not running", m.Name)
+	}
+	m.srv, m.frozen = nil, false
+	killServer(srv)
+	select {
+	case <-srv.done:
+		return nil
+	default:
+		return fmt.Errorf("%s: kill: no exit within %s", m.Name, killTimeout)
+	}
+}

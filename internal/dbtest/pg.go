@@ -584,3 +584,48 @@ func (p *PG) Close() error {
 	}
 	return nil
 }
+
+// Kill ends the server at once, as a crash would: SIGKILL to the postmaster
+// and to every child of it, frozen or not. It waits until all of them have
+// exited. The data stays; Start runs the server again, which then recovers
+// from the crash.
+func (p *PG) Kill() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	srv := p.srv
+	if srv == nil {
+		return fmt.Errorf("%s: kill: not running", p.Name)
+	}
+	p.srv, p.frozen = nil, nil
+	pid := srv.cmd.Process.Pid
+	// A stopped postmaster forks no more: its children are then a fixed set,
+	// found by their parent before they lose it.
+	_ = signal(pid, syscall.SIGSTOP)
+	_ = waitStopped(pid, 5*time.Second)
+	kids, _ := childPIDs(pid)
+	_ = signal(pid, syscall.SIGKILL)
+	for _, k := range kids {
+		_ = signal(k, syscall.SIGKILL)
+	}
+	select {
+	case <-srv.done:
+	case <-time.After(killTimeout):
+		return fmt.Errorf("%s: kill: no exit within %s", p.Name, killTimeout)
+	}
+	// A child still alive holds the shared memory, which would stop a new
+	// postmaster from starting.
+	deadline := time.Now().Add(killTimeout)
+	for _, k := range kids {
+		for {
+			st, err := readProcStat(k)
+			if err != nil || st.state == 'Z' || st.state == 'X' {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s: kill: process %d still there after %s", p.Name, k, killTimeout)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return nil
+}
