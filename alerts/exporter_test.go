@@ -26,8 +26,9 @@ type exported struct {
 	labels map[string]map[string]bool
 }
 
-// sampleConfig is a configuration with one two-way pair, enough for the
-// exporter to emit every per-direction and per-database metric.
+// sampleConfig is a configuration with one two-way pair with a heartbeat,
+// enough for the exporter to emit every per-direction and per-database
+// metric.
 const sampleConfig = `
 global: {interval: 1m, timeout: 5s, max_lag: 1m, max_rows: 10}
 databases:
@@ -39,6 +40,7 @@ pairs:
     right: west
     selector: select id, created_at as ts from orders order by id desc limit 10
     validator: select count(*) from orders where id = $1
+    heartbeat: {table: spengler_heartbeat}
 `
 
 // exporterName is the name main.go gives the build-info collector.
@@ -97,7 +99,8 @@ func exporterMetrics(t *testing.T) *exported {
 	}
 	// The stand-ins answer, so every per-direction metric must be there.
 	for _, name := range []string{
-		"spengler_replication_in_sync", "spengler_database_up",
+		"spengler_replication_in_sync", "spengler_replication_heartbeat_age_seconds",
+		"spengler_replication_rows_divergent", "spengler_database_up",
 		"spengler_config_last_reload_successful", "spengler_build_info",
 	} {
 		if _, ok := ex.labels[name]; !ok {
@@ -131,8 +134,9 @@ func describedNames(t *testing.T, c prometheus.Collector) []string {
 }
 
 // standIn is a database that holds every id: its selector returns one fresh
-// row and its validator finds every id asked about. It exists only so that
-// the engine produces results to export.
+// row, its validator finds every id asked about, and it has a fresh
+// heartbeat of every origin. It exists only so that the engine produces
+// results to export.
 type standIn struct{}
 
 func openStandIn(*config.Database, time.Duration) (db.DB, error) { return standIn{}, nil }
@@ -147,6 +151,9 @@ func (standIn) Do(_ context.Context, req db.Request) (db.Response, error) {
 		for i := range resp.Answers {
 			resp.Answers[i].Present = true
 		}
+	}
+	if hb := req.Heartbeat; hb != nil && hb.WriteUS == 0 {
+		resp.HeartbeatUS, resp.HeartbeatFound = time.Now().UnixMicro(), true
 	}
 	return resp, nil
 }
