@@ -99,13 +99,15 @@ func (p *Postgres) Close() { p.pool.Close() }
 // with a new validator learns the type of its parameter, once per pool.
 //
 // A request that finds its pooled connection dead (the server restarted, or
-// closed the connection while it was idle) is sent once more on a new
-// connection: only a connection that answers for itself is taken as the
-// database's answer.
+// closed the connection while it was idle) is sent again on another
+// connection, until one answers for itself: the server may have closed every
+// idle connection of the pool at once, and only a connection that was not
+// already dead before the request is taken as the database's answer. The
+// pool holds at most MaxConns connections, so the tries are bounded.
 func (p *Postgres) Do(ctx context.Context, req Request) (Response, error) {
 	resp, reused, err := p.do(ctx, req)
-	if err != nil && reused && deadConn(ctx, err) {
-		resp, _, err = p.do(ctx, req)
+	for tries := int(p.pool.Config().MaxConns); err != nil && reused && tries > 0 && deadConn(ctx, err); tries-- {
+		resp, reused, err = p.do(ctx, req)
 	}
 	return resp, err
 }
