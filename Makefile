@@ -12,8 +12,11 @@ LDFLAGS   := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Revision=$(REVISION) \
              -X $(VPKG).Branch=$(BRANCH) -X $(VPKG).BuildUser=$(BUILDUSER) \
              -X $(VPKG).BuildDate=$(BUILDDATE)
 TEST_TIMEOUT ?= 15m
+FUZZTIME     ?= 10s
+# package:target of every fuzz target; make fuzz runs each for FUZZTIME
+FUZZ_TARGETS := config:FuzzParse config:FuzzSecretsStayHidden collector:FuzzRedactor
 
-.PHONY: all build test test-short demo bench lint style vet clean
+.PHONY: all build test test-short fuzz demo bench lint style vet clean
 
 all: lint test build
 
@@ -26,10 +29,19 @@ test:
 	scripts/provision.sh postgres mariadb chromium prometheus
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) --no-print-directory fuzz
 
 ## test-short: the tests that need no database server
 test-short:
 	$(GO) test -race -short -count=1 ./...
+
+## fuzz: a short run of every fuzz target (the seed corpora run in every go test)
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "fuzz $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./$$pkg; \
+	done
 
 ## demo: two local PostgreSQL servers with two-way logical replication, and Spengler on :8442
 demo: build

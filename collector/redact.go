@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/spengler-dev/spengler/config"
 )
@@ -16,6 +17,9 @@ const redacted = "<secret>"
 
 // kvPassword finds the password of a key=value connection string.
 var kvPassword = regexp.MustCompile(`(?i)\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
+
+// kvUnquote undoes the escapes of a quoted key=value connection string value.
+var kvUnquote = strings.NewReplacer(`\\`, `\`, `\'`, `'`)
 
 // redactor takes the secrets out of a text.
 type redactor func(string) string
@@ -41,6 +45,10 @@ func newRedactor(cfg *config.Config) redactor {
 		for _, m := range kvPassword.FindAllStringSubmatch(dsn, -1) {
 			add(m[1])
 			add(strings.Trim(m[1], "'"))
+			add(kvUnquote.Replace(strings.Trim(m[1], "'")))
+		}
+		if pc, err := pgconn.ParseConfig(dsn); err == nil {
+			add(pc.Password)
 		}
 		if mc, err := mysql.ParseDSN(dsn); err == nil {
 			add(mc.Passwd)
