@@ -48,10 +48,14 @@ demo: build
 	scripts/provision.sh postgres
 	$(GO) run ./cmd/spengler-demo -spengler ./$(BINARY) -listen :8442
 
-## bench: the benchmarks, against real PostgreSQL servers
-bench:
-	scripts/provision.sh postgres
+## bench: the Go benchmarks against real servers, then spengler-bench: PAIRS pairs over
+## real PostgreSQL and MariaDB servers (healthy, hanging, broken; SOAK=10m adds a soak)
+PAIRS ?= 1000
+SOAK  ?= 0
+bench: build
+	scripts/provision.sh postgres mariadb
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 20m ./...
+	$(GO) run ./cmd/spengler-bench -spengler ./$(BINARY) -pairs $(PAIRS) -soak $(SOAK)
 
 lint: style vet
 
