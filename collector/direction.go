@@ -87,8 +87,34 @@ func (d *direction) rebind(source, target *database) {
 	d.source, d.target = source, target
 }
 
+// overdueGrace is how late past interval + timeout a check may finish before
+// the result before it no longer counts: room for scheduling, and for a
+// driver to give up on a query at the timeout.
+const overdueGrace = time.Second
+
 // Latest returns the result of the latest check, or nil before the first.
-func (d *direction) Latest() *Result { return d.result.Load() }
+//
+// A check that proved the direction in sync is proof only until the next
+// check is due to have finished: interval + timeout (+ [overdueGrace]) after
+// it. Past that, while no check finishes — they wait for a slot, or for a
+// database that hangs — Latest returns a copy that is not in sync and says
+// why: an old result never stands for a current "in sync".
+func (d *direction) Latest() *Result {
+	r := d.result.Load()
+	if r == nil || !r.InSync {
+		return r
+	}
+	late := d.clock.Now().Sub(r.LastCheck)
+	if late <= d.cfg.Interval+d.cfg.Timeout+overdueGrace {
+		return r
+	}
+	o := *r
+	o.InSync, o.Success, o.State = false, false, StateError
+	o.Error = fmt.Sprintf("check overdue: none has finished for %s (interval %s, timeout %s)",
+		late.Round(time.Second), d.cfg.Interval, d.cfg.Timeout)
+	o.Reason = o.Error
+	return &o
+}
 
 // check runs one check: the selector on the source (with a re-check of
 // overdue ids), then the validator on the target for every selected and

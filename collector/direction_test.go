@@ -296,3 +296,46 @@ func TestCheckRedactsErrors(t *testing.T) {
 		t.Fatalf("error %q holds the password", r.Error)
 	}
 }
+
+func TestLatestInSyncExpiresWhenNextCheckIsOverdue(t *testing.T) {
+	h := newHarness(t)
+	h.write(true)
+	checked := h.check(t)
+	if !checked.InSync {
+		t.Fatalf("got %+v, want in sync", checked)
+	}
+
+	// Interval 10s + timeout 5s + grace: the next check may still be on its way.
+	h.clock.Advance(15*time.Second + overdueGrace)
+	if r := h.dir.Latest(); r != checked {
+		t.Fatalf("Latest within interval + timeout + grace = %+v, want the check's own result", r)
+	}
+
+	h.clock.Advance(time.Millisecond)
+	r := h.dir.Latest()
+	if r.InSync || r.Success || r.State != StateError || !strings.Contains(r.Reason, "check overdue") ||
+		r.Error != r.Reason {
+		t.Fatalf("Latest with the next check overdue = %+v, want an overdue error", r)
+	}
+	if !checked.InSync || checked.State != StateInSync {
+		t.Errorf("the published result changed: %+v", checked)
+	}
+	if r.LastCheck != checked.LastCheck || r.LastInSync != checked.LastInSync {
+		t.Errorf("overdue result moved its times: %v %v, want %v %v",
+			r.LastCheck, r.LastInSync, checked.LastCheck, checked.LastInSync)
+	}
+
+	// The next check that finishes is the result again.
+	if r := h.check(t); !r.InSync || h.dir.Latest() != r {
+		t.Errorf("after the next check: %+v, want it in sync and latest", h.dir.Latest())
+	}
+}
+
+func TestLatestNotInSyncIsNeverRewritten(t *testing.T) {
+	h := newHarness(t)
+	checked := h.check(t) // empty selection: out of sync
+	h.clock.Advance(time.Hour)
+	if r := h.dir.Latest(); r != checked {
+		t.Errorf("Latest of an old out-of-sync result = %+v, want it as published", r)
+	}
+}

@@ -374,7 +374,7 @@ func (e *Engine) runCheck(ctx context.Context, d *direction) *Result {
 	case <-ctx.Done():
 		return d.Latest()
 	}
-	prev := d.Latest()
+	prev := d.result.Load()
 	r := d.check(ctx)
 	<-e.sem
 
