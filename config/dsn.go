@@ -158,8 +158,8 @@ func scrubDSN(msg string, dsns ...string) string {
 	return msg
 }
 
-// guessPasswords returns what may be passwords in dsn: the text between the
-// first ':' and an '@' of the part after any scheme, and password=... values.
+// guessPasswords returns what may be passwords in dsn: the text between any
+// ':' and an '@' of the part after any scheme, and password=... values.
 func guessPasswords(dsn string) []string {
 	var out []string
 	rest := dsn
@@ -179,8 +179,12 @@ func guessPasswords(dsn string) []string {
 		if at < 0 {
 			continue
 		}
-		if _, pw, ok := strings.Cut(rest[:at], ":"); ok {
-			out = append(out, pw)
+		// Parsers split user and password at different colons when the
+		// user holds one: every split is a guess.
+		for i, c := range rest[:at] {
+			if c == ':' {
+				out = append(out, rest[i+1:at])
+			}
 		}
 	}
 	if !strings.Contains(authority, "@") && strings.Contains(rest[len(authority):], "@") {
